@@ -1,0 +1,439 @@
+"""The registry: districts, enterprises, hazard sources and their sensors, loaded from YAML and validated.
+
+Every stage reads the same registry. Loading collects every problem before failing, and each message names
+the file, the line, the key path and the fix, because the person editing it is a plant engineer, not us.
+Sensors get a stable integer slot (their order in the file) so detectors can keep state in NumPy arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from hazardwatch.grading import Substance, gb18218_grade
+
+SOURCE_KINDS = ("tank_farm", "gas_area", "tailings_dam", "coal_mine")
+
+# Units each sensor kind may be configured in. Readings in another listed unit are converted by ingest.
+SENSOR_UNITS: dict[str, tuple[str, ...]] = {
+    "level": ("%", "m", "mm"),
+    "temperature": ("°C", "K"),
+    "pressure": ("kPa", "MPa", "bar"),
+    "flow": ("m3/h", "t/h"),
+    "gas_combustible": ("%LEL",),
+    "gas_toxic": ("%OEL", "ppm", "mg/m3"),
+    "oxygen": ("%VOL",),
+    "methane": ("%CH4",),
+    "carbon_monoxide": ("ppm",),
+    "wind_speed": ("m/s",),
+    "phreatic_depth": ("m",),
+    "freeboard": ("m",),
+    "dry_beach": ("m",),
+    "displacement": ("mm", "m"),
+    "rainfall": ("mm",),
+    "pond_level": ("m",),
+}
+
+# Limit names in ISA-18.2 style. High limits alarm at value >= set, clear at value <= reset (reset < set);
+# low limits alarm at value <= set, clear at value >= reset (reset > set).
+LIMIT_NAMES = ("LL", "L", "H", "HH")
+HIGH_LIMITS = ("H", "HH")
+# Government warning levels: 1 一级 red (most severe) .. 4 四级 blue.
+DEFAULT_LIMIT_LEVEL = {"HH": 2, "LL": 2, "H": 3, "L": 3}
+LEVEL_NAMES = {
+    1: ("一级", "红色", "Level 1", "red"),
+    2: ("二级", "橙色", "Level 2", "orange"),
+    3: ("三级", "黄色", "Level 3", "yellow"),
+    4: ("四级", "蓝色", "Level 4", "blue"),
+}
+
+
+class RegistryError(ValueError):
+    """The registry file is invalid; ``problems`` lists every message."""
+
+    def __init__(self, path: Path, problems: list[str]):
+        self.path = path
+        self.problems = problems
+        head = f"registry {path} has {len(problems)} problem(s):"
+        super().__init__("\n  - ".join([head, *problems]))
+
+
+@dataclass(frozen=True)
+class District:
+    id: str
+    name_zh: str
+    name_en: str
+
+
+@dataclass(frozen=True)
+class Enterprise:
+    id: str
+    district: str
+    name_zh: str
+    name_en: str
+    mqtt_user: str
+
+
+@dataclass(frozen=True)
+class Person:
+    role: str
+    name: str
+    phone: str
+
+
+@dataclass(frozen=True)
+class Limit:
+    name: str  # LL, L, H, HH
+    value: float
+    reset: float
+    level: int  # 1 (red) .. 4 (blue)
+    clause: str
+
+
+@dataclass(frozen=True)
+class Sensor:
+    id: str
+    source: str
+    kind: str
+    unit: str
+    period_s: float
+    range: tuple[float, float]
+    limits: tuple[Limit, ...]
+    name_zh: str
+    name_en: str
+    slot: int
+
+
+@dataclass(frozen=True)
+class HazardSource:
+    id: str
+    enterprise: str
+    kind: str
+    name_zh: str
+    name_en: str
+    lat: float
+    lon: float
+    grade: int
+    grade_basis: str
+    responsible: tuple[Person, ...]
+    sensors: tuple[str, ...]
+
+
+@dataclass
+class Registry:
+    path: Path
+    city_zh: str
+    city_en: str
+    districts: dict[str, District]
+    enterprises: dict[str, Enterprise]
+    sources: dict[str, HazardSource]
+    sensors: dict[str, Sensor]
+    sensor_ids: list[str] = field(default_factory=list)
+
+    # Column arrays over sensor slots, built once so the hot path indexes instead of looking up.
+    def __post_init__(self) -> None:
+        self.sensor_ids = [s.id for s in sorted(self.sensors.values(), key=lambda s: s.slot)]
+        n = len(self.sensor_ids)
+        self.source_ids = list(self.sources)
+        src_pos = {sid: i for i, sid in enumerate(self.source_ids)}
+        self.sensor_source = np.array([src_pos[self.sensors[s].source] for s in self.sensor_ids], dtype=np.int32)
+        self.period_s = np.array([self.sensors[s].period_s for s in self.sensor_ids], dtype=np.float64)
+        self.range_lo = np.array([self.sensors[s].range[0] for s in self.sensor_ids], dtype=np.float64)
+        self.range_hi = np.array([self.sensors[s].range[1] for s in self.sensor_ids], dtype=np.float64)
+        # limit_set/limit_reset[slot, k] for k over LIMIT_NAMES; NaN where the sensor has no such limit.
+        self.limit_set = np.full((n, len(LIMIT_NAMES)), np.nan)
+        self.limit_reset = np.full((n, len(LIMIT_NAMES)), np.nan)
+        self.limit_level = np.zeros((n, len(LIMIT_NAMES)), dtype=np.int8)
+        for slot, sid in enumerate(self.sensor_ids):
+            for lim in self.sensors[sid].limits:
+                k = LIMIT_NAMES.index(lim.name)
+                self.limit_set[slot, k] = lim.value
+                self.limit_reset[slot, k] = lim.reset
+                self.limit_level[slot, k] = lim.level
+
+    def slot(self, sensor_id: str) -> int | None:
+        s = self.sensors.get(sensor_id)
+        return None if s is None else s.slot
+
+    def enterprise_of_source(self, source_id: str) -> Enterprise:
+        return self.enterprises[self.sources[source_id].enterprise]
+
+    def limit(self, sensor_id: str, name: str) -> Limit:
+        for lim in self.sensors[sensor_id].limits:
+            if lim.name == name:
+                return lim
+        raise KeyError(f"sensor {sensor_id} has no limit {name}")
+
+
+# ---- YAML with line numbers -----------------------------------------------------------------------------
+class _LineDict(dict):
+    line: int = 0
+    key_lines: dict[str, int]
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
+    loader.flatten_mapping(node)
+    d = _LineDict()
+    d.line = node.start_mark.line + 1
+    d.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        d[key] = loader.construct_object(value_node, deep=True)
+        d.key_lines[key] = key_node.start_mark.line + 1
+    return d
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+class _Checker:
+    def __init__(self, path: Path):
+        self.path = path
+        self.problems: list[str] = []
+
+    def fail(self, node: Any, key: str, where: str, fix: str) -> None:
+        line = None
+        if isinstance(node, _LineDict):
+            line = node.key_lines.get(key.rsplit(".", 1)[-1], node.line)
+        loc = f"{self.path.name}:{line}" if line else self.path.name
+        self.problems.append(f"{loc} {where}: {fix}")
+
+    def req(self, node: Any, key: str, where: str, kind: type | tuple[type, ...], fix: str = "") -> Any:
+        if not isinstance(node, dict) or key not in node:
+            self.fail(node, key, f"{where}.{key}", f"missing; add `{key}:`" + (f" ({fix})" if fix else ""))
+            return None
+        value = node[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            want = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            self.fail(node, key, f"{where}.{key}", f"is {value!r}; it must be a {want}" + (f" ({fix})" if fix else ""))
+            return None
+        return value
+
+    def opt(self, node: Any, key: str, where: str, kind: type, default: Any) -> Any:
+        if not isinstance(node, dict) or key not in node:
+            return default
+        return self.req(node, key, where, kind)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def load_registry(path: str | Path) -> Registry:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RegistryError(path, [f"file not found; set HW_REGISTRY to your registry or create {path}"]) from None
+    try:
+        doc = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path.name}:{mark.line + 1}" if mark else path.name
+        raise RegistryError(path, [f"{where} is not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax"]) from None
+    c = _Checker(path)
+    if not isinstance(doc, dict):
+        raise RegistryError(path, [f"{path.name}: the top level must be a mapping with districts, enterprises, "
+                                   "hazard_sources"])
+    city = doc.get("city") or {}
+    districts: dict[str, District] = {}
+    for i, d in enumerate(doc.get("districts") or []):
+        w = f"districts[{i}]"
+        did = c.req(d, "id", w, str)
+        zh, en = c.req(d, "name_zh", w, str), c.req(d, "name_en", w, str)
+        if did and did in districts:
+            c.fail(d, "id", f"{w}.id", f"duplicate district id {did!r}; ids must be unique")
+        elif did:
+            districts[did] = District(did, zh or "", en or "")
+    if not districts:
+        c.fail(doc, "districts", "districts", "no districts; list at least one with id, name_zh, name_en")
+
+    enterprises: dict[str, Enterprise] = {}
+    users: set[str] = set()
+    for i, e in enumerate(doc.get("enterprises") or []):
+        w = f"enterprises[{i}]"
+        eid = c.req(e, "id", w, str)
+        dist = c.req(e, "district", w, str)
+        zh, en = c.req(e, "name_zh", w, str), c.req(e, "name_en", w, str)
+        if dist and dist not in districts:
+            c.fail(e, "district", f"{w}.district", f"unknown district {dist!r}; use one of {sorted(districts)}")
+        if eid and not eid.replace("-", "").replace("_", "").isalnum():
+            c.fail(e, "id", f"{w}.id", f"{eid!r} may only hold letters, digits, '-' and '_' (it is an MQTT topic level)")
+        user = c.opt(e, "mqtt_user", w, str, (eid or "").lower())
+        if user in users:
+            c.fail(e, "mqtt_user", f"{w}.mqtt_user", f"{user!r} is used by another enterprise; give each its own")
+        users.add(user)
+        if eid and eid in enterprises:
+            c.fail(e, "id", f"{w}.id", f"duplicate enterprise id {eid!r}")
+        elif eid:
+            enterprises[eid] = Enterprise(eid, dist or "", zh or "", en or "", user)
+
+    sources: dict[str, HazardSource] = {}
+    sensors: dict[str, Sensor] = {}
+    for i, s in enumerate(doc.get("hazard_sources") or []):
+        w = f"hazard_sources[{i}]"
+        sid = c.req(s, "id", w, str)
+        if sid:
+            w = f"hazard_sources[{sid}]"
+        ent = c.req(s, "enterprise", w, str)
+        kind = c.req(s, "kind", w, str)
+        zh, en = c.req(s, "name_zh", w, str), c.req(s, "name_en", w, str)
+        if ent and ent not in enterprises:
+            c.fail(s, "enterprise", f"{w}.enterprise", f"unknown enterprise {ent!r}; use one of {sorted(enterprises)}")
+        if kind and kind not in SOURCE_KINDS:
+            c.fail(s, "kind", f"{w}.kind", f"{kind!r} is not a hazard source kind; use one of {list(SOURCE_KINDS)}")
+        loc = c.req(s, "location", w, dict, "lat and lon in degrees")
+        lat = lon = 0.0
+        if loc is not None:
+            lat = c.req(loc, "lat", f"{w}.location", float) or 0.0
+            lon = c.req(loc, "lon", f"{w}.location", float) or 0.0
+            if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+                c.fail(loc, "lat", f"{w}.location", f"({lat}, {lon}) is not a place on Earth; give lat, lon in degrees")
+        grade, basis = _grade(c, s, w)
+        people = []
+        for j, p in enumerate(s.get("responsible") or [] if isinstance(s, dict) else []):
+            pw = f"{w}.responsible[{j}]"
+            role, name, phone = c.req(p, "role", pw, str), c.req(p, "name", pw, str), c.req(p, "phone", pw, str)
+            people.append(Person(role or "", name or "", phone or ""))
+        if isinstance(s, dict) and not people:
+            c.fail(s, "responsible", f"{w}.responsible", "list the source's 包保责任人 (role, name, phone); "
+                   "they are the first people paged")
+        sensor_ids = []
+        for j, x in enumerate(s.get("sensors") or [] if isinstance(s, dict) else []):
+            sensor = _sensor(c, x, f"{w}.sensors[{j}]", sid or "", len(sensors))
+            if sensor is None:
+                continue
+            if sensor.id in sensors:
+                c.fail(x, "id", f"{w}.sensors[{j}].id", f"duplicate sensor id {sensor.id!r}; sensor ids are unique city-wide")
+                continue
+            sensors[sensor.id] = sensor
+            sensor_ids.append(sensor.id)
+        if sid and sid in sources:
+            c.fail(s, "id", f"{w}.id", f"duplicate hazard source id {sid!r}")
+        elif sid:
+            sources[sid] = HazardSource(sid, ent or "", kind or "", zh or "", en or "", lat, lon, grade, basis,
+                                        tuple(people), tuple(sensor_ids))
+    if not sources:
+        c.fail(doc, "hazard_sources", "hazard_sources", "no hazard sources; list at least one")
+    if c.problems:
+        raise RegistryError(path, c.problems)
+    return Registry(path, str(city.get("name_zh", "")), str(city.get("name_en", "")),
+                    districts, enterprises, sources, sensors)
+
+
+def _grade(c: _Checker, s: Any, w: str) -> tuple[int, str]:
+    if not isinstance(s, dict):
+        return 4, ""
+    if "grade" in s:
+        g = s["grade"]
+        if not isinstance(g, int) or isinstance(g, bool) or not 1 <= g <= 4:
+            c.fail(s, "grade", f"{w}.grade", f"is {g!r}; GB 18218 grades are 1 (一级, most severe) to 4 (四级)")
+            return 4, ""
+        return g, "declared"
+    inputs = s.get("gb18218")
+    if not isinstance(inputs, dict):
+        c.fail(s, "grade", f"{w}.grade", "missing; give `grade: 1..4` or `gb18218:` with residents_500m and substances")
+        return 4, ""
+    gw = f"{w}.gb18218"
+    residents = c.req(inputs, "residents_500m", gw, int)
+    subs = []
+    for k, sub in enumerate(inputs.get("substances") or []):
+        sw = f"{gw}.substances[{k}]"
+        name = c.req(sub, "name", sw, str)
+        q = c.req(sub, "q_t", sw, float, "design maximum quantity in tonnes")
+        big_q = c.req(sub, "Q_t", sw, float, "critical quantity in tonnes from GB 18218 tables")
+        beta = c.req(sub, "beta", sw, float, "correction factor from GB 18218 table 3/4")
+        if big_q is not None and big_q <= 0:
+            c.fail(sub, "Q_t", f"{sw}.Q_t", "must be > 0 (critical quantity in tonnes)")
+            continue
+        if None not in (name, q, big_q, beta):
+            subs.append(Substance(name, q, big_q, beta))
+    if not subs or residents is None:
+        c.fail(inputs, "substances", f"{gw}.substances", "list at least one substance with name, q_t, Q_t, beta")
+        return 4, ""
+    grade, r = gb18218_grade(subs, residents)
+    return grade, f"GB 18218-2018 R={r:.1f}"
+
+
+def _sensor(c: _Checker, x: Any, w: str, source: str, slot: int) -> Sensor | None:
+    sid = c.req(x, "id", w, str)
+    kind = c.req(x, "kind", w, str)
+    unit = c.req(x, "unit", w, str)
+    period = c.req(x, "period_s", w, float, "expected seconds between readings")
+    rng = c.req(x, "range", w, list, "[low, high] of the instrument")
+    if None in (sid, kind, unit, period, rng):
+        return None
+    w = w.rsplit(".", 1)[0] + f".sensors[{sid}]"
+    ok = True
+    if kind not in SENSOR_UNITS:
+        c.fail(x, "kind", f"{w}.kind", f"{kind!r} is not a sensor kind; use one of {sorted(SENSOR_UNITS)}")
+        ok = False
+    elif unit not in SENSOR_UNITS[kind]:
+        c.fail(x, "unit", f"{w}.unit", f"{unit!r} is not a unit for {kind}; use one of {list(SENSOR_UNITS[kind])}")
+        ok = False
+    if period <= 0:
+        c.fail(x, "period_s", f"{w}.period_s", "must be > 0 seconds")
+        ok = False
+    if len(rng) != 2 or not all(_number(v) for v in rng) or rng[0] >= rng[1]:
+        c.fail(x, "range", f"{w}.range", f"is {rng!r}; write [low, high] with low < high")
+        return None
+    lo, hi = float(rng[0]), float(rng[1])
+    limits = []
+    raw_limits = x.get("limits") or {}
+    if not isinstance(raw_limits, dict):
+        c.fail(x, "limits", f"{w}.limits", "must be a mapping like {H: {value: .., reset: .., clause: ..}}")
+        raw_limits = {}
+    for name, spec in raw_limits.items():
+        lw = f"{w}.limits.{name}"
+        if name not in LIMIT_NAMES:
+            c.fail(raw_limits, name, lw, f"unknown limit {name!r}; use {list(LIMIT_NAMES)}")
+            ok = False
+            continue
+        value = c.req(spec, "value", lw, float)
+        clause = c.req(spec, "clause", lw, str, "the standard and clause this value comes from, e.g. 'GB/T 50493-2019 5.5.2'")
+        level = c.opt(spec, "level", lw, int, DEFAULT_LIMIT_LEVEL[name])
+        if value is None or clause is None or level is None:
+            ok = False
+            continue
+        high = name in HIGH_LIMITS
+        reset = c.opt(spec, "reset", lw, float, value)
+        if reset is None:
+            ok = False
+            continue
+        if high and reset > value or not high and reset < value:
+            side = "at or below" if high else "at or above"
+            c.fail(spec, "reset", f"{lw}.reset", f"{reset} must be {side} the set value {value} "
+                   "(the alarm clears only after the value comes back past the reset level)")
+            ok = False
+        if not lo <= value <= hi:
+            c.fail(spec, "value", f"{lw}.value", f"{value} is outside the sensor range [{lo}, {hi}]; "
+                   "the alarm could never fire")
+            ok = False
+        if not 1 <= level <= 4:
+            c.fail(spec, "level", f"{lw}.level", f"{level} is not a warning level; use 1 (一级 red) .. 4 (四级 blue)")
+            ok = False
+        if not clause.strip():
+            c.fail(spec, "clause", f"{lw}.clause", "is empty; every limit must cite its source")
+            ok = False
+        limits.append(Limit(name, value, reset, level, clause))
+    by = {lim.name: lim for lim in limits}
+    if "H" in by and "HH" in by and by["HH"].value < by["H"].value:
+        c.fail(raw_limits, "HH", f"{w}.limits.HH", f"HH {by['HH'].value} is below H {by['H'].value}; HH must be the higher")
+        ok = False
+    if "L" in by and "LL" in by and by["LL"].value > by["L"].value:
+        c.fail(raw_limits, "LL", f"{w}.limits.LL", f"LL {by['LL'].value} is above L {by['L'].value}; LL must be the lower")
+        ok = False
+    if not ok:
+        return None
+    return Sensor(sid, source, kind, unit, float(period), (lo, hi), tuple(limits),
+                  str(x.get("name_zh", sid)), str(x.get("name_en", sid)), slot)
