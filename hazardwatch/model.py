@@ -40,6 +40,8 @@ def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
         settings.topic(DETECTIONS): (p, {"retention.ms": week}),
         # Alerts are the record nobody may later deny: keep them a year (domain.md: alarm records >= 1 year).
         settings.topic(ALERTS): (p, {"retention.ms": year}),
+        # Faust's table changelog: must match the partitions of `readings` (its source topic).
+        f"{settings.app_id}-detector-state-changelog": (p, {"cleanup.policy": "compact"}),
     }
 
 

@@ -213,7 +213,7 @@ class _Checker:
         value = node[key]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
             want = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
             self.fail(node, key, f"{where}.{key}", f"is {value!r}; it must be a {want}" + (f" ({fix})" if fix else ""))
             return None
@@ -236,7 +236,7 @@ def load_registry(path: str | Path) -> Registry:
     except FileNotFoundError:
         raise RegistryError(path, [f"file not found; set HW_REGISTRY to your registry or create {path}"]) from None
     try:
-        doc = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+        doc = yaml.load(text, Loader=_LineLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path.name}:{mark.line + 1}" if mark else path.name
@@ -410,7 +410,7 @@ def _sensor(c: _Checker, x: Any, w: str, source: str, slot: int) -> Sensor | Non
         if reset is None:
             ok = False
             continue
-        if high and reset > value or not high and reset < value:
+        if (high and reset > value) or (not high and reset < value):
             side = "at or below" if high else "at or above"
             c.fail(spec, "reset", f"{lw}.reset", f"{reset} must be {side} the set value {value} "
                    "(the alarm clears only after the value comes back past the reset level)")

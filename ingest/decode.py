@@ -213,7 +213,7 @@ class Decoder:
         for j in np.flatnonzero(~ok):
             i = keep[j]
             code = _ARRAY_REASONS[reason[j]]
-            rejects.append(Reject(code, f"sensor {items[i]['s']}: ts={ts_s[j]!r} v={val[j]!r}", _piece(items[i], topic)))
+            rejects.append(Reject(code, f"sensor {items[i]['s']}: ts={float(ts_s[j])} v={float(val[j])}", _piece(items[i], topic)))
         if not ok.any():
             return Decoded(None, rejects)
         slot, ts_s, ts_ms, val, q = slot[ok], ts_s[ok], ts_ms[ok], val[ok], q[ok]

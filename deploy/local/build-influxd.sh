@@ -35,6 +35,7 @@ set -euo pipefail
 INFLUXDB_MODULE="github.com/influxdata/influxdb/v2"
 INFLUXDB_VERSION="${HW_INFLUXDB_VERSION:-v2.7.12}"
 CACHE_DIR="${HW_CACHE:-$HOME/.cache/hazardwatch}"
+case "$CACHE_DIR" in /*) ;; *) CACHE_DIR="$PWD/$CACHE_DIR" ;; esac   # we cd around
 OUT_DIR="$CACHE_DIR/influxd-$INFLUXDB_VERSION"
 BIN="$OUT_DIR/influxd"
 WORK="$CACHE_DIR/build/influxd-$INFLUXDB_VERSION"   # wrapper module, helper binaries
@@ -82,14 +83,18 @@ on_exit() {
     fi
     if [ -n "$TMP_BIN" ]; then rm -f "$TMP_BIN"; fi
     if [ "$rc" -ne 0 ]; then
-        echo
-        say "FAILED in phase: $PHASE (exit code $rc, after $(elapsed))"
         if [ -n "${LOG_READY:-}" ] && [ -s "$LOG" ]; then
+            echo
             echo "----- last 40 lines of $LOG -----"
             tail -n 40 "$LOG" || true
             echo "----- end of log excerpt -----"
         fi
-        echo "What to do next: $(hint_for_phase)"
+        say "FAILED in phase: $PHASE (exit code $rc, after $(elapsed))"
+        if [ "$rc" -eq 130 ] || [ "$rc" -eq 143 ]; then
+            echo "What to do next: the build was interrupted; rerun this script to continue (caches are kept)."
+        else
+            echo "What to do next: $(hint_for_phase)"
+        fi
         echo "Full log: $LOG"
     fi
     exit "$rc"
@@ -104,9 +109,9 @@ run_logged() {
     local start=$SECONDS next=60 rc=0 last
     printf '\n[%s] $ %s\n' "$(ts)" "$*" >>"$LOG"
     if command -v setsid >/dev/null 2>&1; then
-        setsid "$@" >>"$LOG" 2>&1 </dev/null &
+        setsid "$@" >>"$LOG" 2>&1 </dev/null 9>&- &
     else
-        "$@" >>"$LOG" 2>&1 </dev/null &
+        "$@" >>"$LOG" 2>&1 </dev/null 9>&- &
     fi
     CHILD_PID=$!
     while kill -0 "$CHILD_PID" 2>/dev/null; do

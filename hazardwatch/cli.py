@@ -1,0 +1,157 @@
+"""`hazardwatch` command line: services, topics, bridge, worker, simulator, demo, registry checks."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from hazardwatch.config import ConfigError, load_settings
+from hazardwatch.registry import RegistryError, load_registry
+
+
+def _services(args: argparse.Namespace) -> int:
+    from hazardwatch import services
+
+    s = load_settings()
+    if args.action == "up":
+        services.up(s, args.only)
+    elif args.action == "down":
+        services.down(s, args.only)
+    else:
+        rows = services.status(s)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            for r in rows:
+                state = "healthy" if r["healthy"] else ("running, not answering" if r["pid"] else "stopped")
+                print(f"{r['service']:<10} {state:<24} pid={r['pid'] or '-':<8} port={r['port']}  log={r['log']}")
+        return 0 if all(r["healthy"] for r in rows) else 3
+    return 0
+
+
+def _topics(args: argparse.Namespace) -> int:
+    from hazardwatch.topics import ensure_topics
+
+    s = load_settings()
+    for line in asyncio.run(ensure_topics(s)):
+        print(line)
+    return 0
+
+
+def _registry(args: argparse.Namespace) -> int:
+    s = load_settings()
+    reg = load_registry(args.path or s.registry_path)
+    kinds: dict[str, int] = {}
+    for src in reg.sources.values():
+        kinds[src.kind] = kinds.get(src.kind, 0) + 1
+    print(f"registry {reg.path}: OK — {reg.city_zh} {reg.city_en}: {len(reg.districts)} districts, "
+          f"{len(reg.enterprises)} enterprises, {len(reg.sources)} hazard sources {kinds}, {len(reg.sensors)} sensors")
+    return 0
+
+
+def _acl(args: argparse.Namespace) -> int:
+    from hazardwatch.services import render_acl
+
+    print(render_acl(load_settings()))
+    return 0
+
+
+def _bridge(args: argparse.Namespace) -> int:
+    from ingest.bridge import run_bridge
+
+    return run_bridge(load_settings(), client_id=args.client_id)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from hazardwatch.worker import run_worker
+
+    return run_worker(load_settings(), loglevel=args.loglevel)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from simulators.publisher import run_simulator
+
+    return run_simulator(load_settings(), rate=args.rate, duration=args.duration, inject=args.inject,
+                         inject_after=args.inject_after, batch=not args.single)
+
+
+def _alerts(args: argparse.Namespace) -> int:
+    from alerts.tail import tail_alerts
+
+    return asyncio.run(tail_alerts(load_settings(), from_beginning=args.from_beginning, limit=args.limit,
+                                   timeout=args.timeout))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from hazardwatch.demo import run_demo
+
+    return run_demo(load_settings(), duration=args.duration, keep_services=not args.stop_services)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="hazardwatch", description="重大危险源监测预警 / major hazard source monitoring")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    sp = sub.add_parser("services", help="install, start, stop and check Mosquitto, Kafka and InfluxDB on loopback")
+    sp.add_argument("action", choices=["up", "down", "status"])
+    sp.add_argument("--only", nargs="*", help="mosquitto, kafka, influxdb")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=_services)
+
+    sub.add_parser("topics", help="create the Kafka topics with their partition counts").set_defaults(fn=_topics)
+
+    sp = sub.add_parser("registry", help="validate a registry file and summarise it")
+    sp.add_argument("path", nargs="?")
+    sp.set_defaults(fn=_registry)
+
+    sub.add_parser("mqtt-acl", help="print the per-enterprise Mosquitto ACL for the registry").set_defaults(fn=_acl)
+
+    sp = sub.add_parser("bridge", help="run the MQTT -> Kafka ingest bridge")
+    sp.add_argument("--client-id", default="hw-bridge-1")
+    sp.set_defaults(fn=_bridge)
+
+    sp = sub.add_parser("worker", help="run the Faust worker (detectors, InfluxDB writer, alerts)")
+    sp.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
+    sp.set_defaults(fn=_worker)
+
+    sp = sub.add_parser("simulate", help="publish plausible readings for the registry over MQTT")
+    sp.add_argument("--rate", type=float, default=1.0, help="speed-up: 1 = each sensor at its own period")
+    sp.add_argument("--duration", type=float, default=60.0, help="wall seconds to run (0 = forever)")
+    sp.add_argument("--inject", action="append", default=[],
+                    help="SENSOR=VALUE: drive a sensor to VALUE (e.g. S01-T03-LT=93.5) to cross a limit")
+    sp.add_argument("--inject-after", type=float, default=5.0, help="wall seconds before the injection starts")
+    sp.add_argument("--single", action="store_true", help="one reading per MQTT message instead of batches")
+    sp.set_defaults(fn=_simulate)
+
+    sp = sub.add_parser("alerts", help="print alert records from the alerts topic, in Chinese and English")
+    sp.add_argument("--from-beginning", action="store_true")
+    sp.add_argument("--limit", type=int, default=0)
+    sp.add_argument("--timeout", type=float, default=0.0, help="stop after this many idle seconds (0 = never)")
+    sp.set_defaults(fn=_alerts)
+
+    sp = sub.add_parser("demo", help="start everything, simulate sensors with a limit crossing, print alerts")
+    sp.add_argument("--duration", type=float, default=75.0, help="seconds of simulation")
+    sp.add_argument("--stop-services", action="store_true", help="stop Mosquitto, Kafka and InfluxDB afterwards")
+    sp.set_defaults(fn=_demo)
+
+    args = p.parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except (ConfigError, RegistryError) as exc:
+        print(f"hazardwatch: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from hazardwatch.services import ServiceError
+
+        if isinstance(exc, ServiceError):
+            print(f"hazardwatch: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""The Faust worker: wires ingest's topic to the detectors, InfluxDB and the alert records.
+
+Agents (all acknowledge a batch only after its outputs are durable):
+- detect:  readings -> detector engine -> `detections`; state checkpointed per source in a Faust table and
+           flushed before the ack, so a restarted worker resumes from exactly the state it acknowledged.
+- store:   readings -> InfluxDB (points are idempotent, a replay is harmless).
+- alert:   detections -> alert records on `alerts`, deduplicated against the alerts topic itself (the
+           ledger), so a replayed detection never produces a second record.
+- archive: alerts -> InfluxDB measurement `alert` for dashboards and the inspector's timeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from alerts.records import alert_record
+from detectors.engine import DetectorEngine
+from hazardwatch.config import Settings
+from hazardwatch.influx import InfluxWriter, LineProtocol
+from hazardwatch.model import ALERTS, DETECTIONS, READINGS, ReadingBatch
+from hazardwatch.registry import load_registry
+from hazardwatch.topics import ensure_topics
+
+
+async def read_ledger(settings: Settings) -> set[str]:
+    """Every record id already on the alerts topic. The topic is the notification log: what is there was sent."""
+    topic = settings.topic(ALERTS)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                                isolation_level="read_committed")
+    await consumer.start()
+    seen: set[str] = set()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return seen
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if end[tp] > 0}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=1000)
+            for tp, msgs in batch.items():
+                for m in msgs:
+                    seen.add(orjson.loads(m.value)["record_id"])
+                if msgs and msgs[-1].offset + 1 >= end[tp]:
+                    remaining.discard(tp)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= end[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return seen
+
+
+def fatal_on_error(fn: Callable[[faust.StreamT], Awaitable[None]]) -> Callable[[faust.StreamT], Awaitable[None]]:
+    """An agent that fails must take the worker down: a half-alive worker stops alarming without a sound.
+
+    Faust would log the crash and keep the process running with the agent dead; exiting lets the supervisor
+    (systemd, Kubernetes, the demo) restart it, and unacknowledged readings are then processed again.
+    """
+
+    @functools.wraps(fn)
+    async def run(stream: faust.StreamT) -> None:
+        try:
+            await fn(stream)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            traceback.print_exc()
+            print(f"worker: FATAL in agent {fn.__name__}; exiting (code 70) so the supervisor restarts the worker",
+                  file=sys.stderr, flush=True)
+            os._exit(70)
+
+    return run
+
+
+def make_app(settings: Settings) -> faust.App:
+    registry = load_registry(settings.registry_path)
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        datadir=str(settings.home / "faust"),
+        topic_partitions=settings.partitions,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=settings.commit_interval_s,
+        broker_session_timeout=6.0,
+        broker_rebalance_timeout=6.0,
+        broker_heartbeat_interval=1.0,
+        stream_buffer_maxsize=4096,
+        web_enabled=False,
+        producer_acks=-1,
+        producer_max_request_size=4 << 20,
+        consumer_max_fetch_size=4 << 20,
+        logging_config=None,
+    )
+    readings = app.topic(settings.topic(READINGS), key_type=bytes, value_type=bytes,
+                         value_serializer="raw", key_serializer="raw", partitions=settings.partitions)
+    detections = app.topic(settings.topic(DETECTIONS), key_type=bytes, value_type=bytes,
+                           value_serializer="raw", key_serializer="raw", partitions=settings.partitions)
+    alerts = app.topic(settings.topic(ALERTS), key_type=bytes, value_type=bytes,
+                       value_serializer="raw", key_serializer="raw", partitions=settings.partitions)
+    # use_partitioner: the changelog partition follows the key (source id), the same hash the bridge used
+    # for `readings`, whatever event happens to be current in a batch that spans partitions.
+    schema = faust.Schema(key_type=str, key_serializer="raw", value_serializer="json")
+    state_table = app.Table("detector-state", default=None, schema=schema, partitions=settings.partitions,
+                            use_partitioner=True)
+
+    engine = DetectorEngine(registry)
+    loaded: set[str] = set()
+    lp = LineProtocol(registry)
+    writer = InfluxWriter(settings)
+    ledger: dict[str, Any] = {"ids": None, "assignment": None}
+    stats = {"readings": 0, "detections": 0, "alerts": 0, "duplicates_refused": 0}
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: set, **kwargs: Any) -> None:
+        # Another worker may own these sources next: reload their state from the table when they come back.
+        loaded.clear()
+        ledger["ids"] = None
+
+    @app.agent(readings)
+    @fatal_on_error
+    async def detect(stream: faust.StreamT) -> None:
+        async for events in stream.noack_take(settings.batch_max, within=settings.batch_within_s):
+            batches = [ReadingBatch.decode(e.value) for e in events]
+            for b in batches:
+                if b.source not in loaded:
+                    saved = state_table.get(b.source)
+                    engine.import_source(b.source, saved)
+                    loaded.add(b.source)
+            records = engine.process(batches)
+            futs = [await detections.send(key=r["source"].encode(), value=orjson.dumps(r)) for r in records]
+            if futs:
+                await asyncio.gather(*futs)
+            for src in {b.source for b in batches}:
+                state_table[src] = engine.export_source(src)
+            await app.producer.flush()  # checkpoint durable before the offsets can be committed
+            stats["readings"] += sum(len(b) for b in batches)
+            stats["detections"] += len(records)
+            for e in events:
+                await stream.ack(e)
+
+    @app.agent(readings)
+    @fatal_on_error
+    async def store(stream: faust.StreamT) -> None:
+        await writer.ensure_started()
+        async for events in stream.noack_take(settings.batch_max, within=settings.batch_within_s):
+            await writer.write(lp.readings([ReadingBatch.decode(e.value) for e in events]))
+            for e in events:
+                await stream.ack(e)
+
+    @app.agent(detections)
+    @fatal_on_error
+    async def alert(stream: faust.StreamT) -> None:
+        async for events in stream.noack_take(500, within=0.05):
+            assignment = frozenset(app.consumer.assignment())
+            if ledger["ids"] is None or ledger["assignment"] != assignment:
+                ledger["ids"] = await read_ledger(settings)
+                ledger["assignment"] = assignment
+            seen: set[str] = ledger["ids"]
+            futs = []
+            for e in events:
+                rec = alert_record(orjson.loads(e.value), registry)
+                if rec["record_id"] in seen:
+                    stats["duplicates_refused"] += 1
+                    continue
+                seen.add(rec["record_id"])
+                futs.append(await alerts.send(key=rec["source"].encode(), value=orjson.dumps(rec)))
+            if futs:
+                await asyncio.gather(*futs)
+                stats["alerts"] += len(futs)
+            for e in events:
+                await stream.ack(e)
+
+    @app.agent(alerts)
+    @fatal_on_error
+    async def archive(stream: faust.StreamT) -> None:
+        await writer.ensure_started()
+        async for events in stream.noack_take(500, within=0.2):
+            await writer.write(lp.alerts([orjson.loads(e.value) for e in events]))
+            for e in events:
+                await stream.ack(e)
+
+    @app.timer(10.0)
+    async def report() -> None:
+        line = orjson.dumps({**stats, "not_evaluated": engine.skipped, "influx_retries": writer.retries})
+        print(f"worker: stats {line.decode()}", flush=True)
+
+    @app.task
+    async def announce() -> None:
+        print(f"worker: started, consuming {settings.topic(READINGS)} with {len(registry.sensors)} sensors", flush=True)
+
+    return app
+
+
+def run_worker(settings: Settings, loglevel: str = "warn") -> int:
+    asyncio.run(ensure_topics(settings))
+    app = make_app(settings)
+    sys.argv = ["hazardwatch-worker", "worker", "--loglevel", loglevel, "--without-web"]
+    app.main()
+    return 0
