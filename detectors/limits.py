@@ -63,15 +63,19 @@ def evaluate_limits(state: LimitState, slot: np.ndarray, ts_ms: np.ndarray, valu
     if n == 0:
         return state, _no_events(), 0
 
-    # Group by sensor keeping arrival order, then drop readings not newer than everything before them.
-    order = np.argsort(slot, kind="stable")
-    s, t, v, qq = slot[order], ts_ms[order], value[order], np.asarray(quality)[order]
+    # Bad-quality readings are dropped first (they must not advance time either, or the result would depend
+    # on batch boundaries). Then group by sensor keeping arrival order, and drop readings not newer than
+    # everything evaluated before them.
+    good = np.asarray(quality) != Q_BAD
+    order = np.flatnonzero(good)[np.argsort(slot[good], kind="stable")]
+    s, t, v = slot[order], ts_ms[order], value[order]
+    if len(s) == 0:
+        return state, _no_events(), n
     starts_mask = np.r_[True, s[1:] != s[:-1]]
     group_id = np.cumsum(starts_mask) - 1
     shifted = t + group_id * _GROUP_SPAN
     prev_max = np.maximum.accumulate(np.r_[np.iinfo(np.int64).min, shifted[:-1]])
-    newer = (t > state.last_ts_ms[s]) & ((shifted > prev_max) | starts_mask)
-    keep = newer & (qq != Q_BAD)
+    keep = (t > state.last_ts_ms[s]) & ((shifted > prev_max) | starts_mask)
     skipped = int(n - np.count_nonzero(keep))
     s, t, v = s[keep], t[keep], v[keep]
     m = len(s)

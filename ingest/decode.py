@@ -10,6 +10,7 @@ Topic: hw/<enterprise>/<source>/<sensor> with {"ts", "v", "q"?, "u"?}
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,10 +32,10 @@ REASONS = {
     "unknown_source": "topic names a hazard source not in the registry",
     "not_owner": "the topic's enterprise/source does not own this source or sensor",
     "unknown_sensor": "sensor id not in the registry",
-    "malformed_json": "payload is not valid JSON (NaN/Infinity literals included)",
+    "malformed_json": "payload is not valid JSON",
     "bad_schema": "JSON is valid but not a reading object",
     "wrong_type": "a field has the wrong type",
-    "not_finite": "value is NaN or infinite",
+    "not_finite": "value is NaN or infinite (NaN/Infinity literals or an overflowing number)",
     "bad_timestamp": "timestamp missing or unparseable",
     "ts_future": "timestamp further ahead than HW_MAX_FUTURE_S",
     "ts_too_old": "timestamp older than HW_MAX_AGE_S",
@@ -115,7 +116,11 @@ class Decoder:
         try:
             doc = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
-            return self._whole("malformed_json", str(exc)[:200], payload)
+            doc = _lenient_json(payload)
+            if doc is None:
+                return self._whole("malformed_json", str(exc)[:200], payload)
+            # NaN / Infinity literals and overflowing numbers parse leniently and are then refused as
+            # not_finite per reading, which tells the gateway's owner exactly what is wrong.
         if not isinstance(doc, dict):
             return self._whole("bad_schema", f"top level is {type(doc).__name__}, expected an object", payload)
         if len(parts) == 4:
@@ -235,6 +240,16 @@ class Decoder:
 
 
 _ARRAY_REASONS = {1: "not_finite", 2: "ts_future", 3: "ts_too_old", 4: "too_late", 5: "duplicate"}
+
+
+def _lenient_json(payload: bytes) -> Any:
+    """Python's parser accepts NaN, Infinity and 1e999 (as inf); used only after orjson has refused."""
+    if not any(tok in payload for tok in (b"NaN", b"Infinity", b"e", b"E")):
+        return None
+    try:
+        return json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _piece(item: Any, topic: str) -> bytes:
