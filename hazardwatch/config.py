@@ -65,6 +65,9 @@ class Settings:
     home: Path
     cache: Path
     host: str
+    mqtt_host: str
+    kafka_host: str
+    influx_host: str
     ports: Ports
     registry_path: Path
     topic_prefix: str
@@ -99,11 +102,11 @@ class Settings:
 
     @property
     def kafka_bootstrap(self) -> str:
-        return f"{self.host}:{self.ports.kafka}"
+        return f"{self.kafka_host}:{self.ports.kafka}"
 
     @property
     def influx_url(self) -> str:
-        return f"http://{self.host}:{self.ports.influx}"
+        return f"http://{self.influx_host}:{self.ports.influx}"
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
@@ -129,6 +132,7 @@ class Settings:
 
 
 def load_settings() -> Settings:
+    host = _env_str("HW_HOST", "127.0.0.1")
     home = Path(_env_str("HW_HOME", str(PROJECT_ROOT / ".hw"))).expanduser().resolve()
     cache = Path(_env_str("HW_CACHE", str(Path.home() / ".cache" / "hazardwatch"))).expanduser()
     registry = Path(_env_str("HW_REGISTRY", str(PROJECT_ROOT / "deploy" / "examples" / "city-registry.yaml")))
@@ -147,7 +151,11 @@ def load_settings() -> Settings:
     return Settings(
         home=home,
         cache=cache,
-        host=_env_str("HW_HOST", "127.0.0.1"),
+        host=host,
+        # In docker-compose or Kubernetes each server has its own host name.
+        mqtt_host=_env_str("HW_MQTT_HOST", host),
+        kafka_host=_env_str("HW_KAFKA_HOST", host),
+        influx_host=_env_str("HW_INFLUX_HOST", host),
         ports=ports,
         registry_path=registry,
         topic_prefix=prefix,

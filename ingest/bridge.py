@@ -79,7 +79,7 @@ class Bridge:
         # Keep our queue while we are down. Replicas need stable client ids: an abandoned persistent session in
         # the share group keeps receiving its share until it expires.
         props.SessionExpiryInterval = self.s.mqtt_session_expiry_s
-        c.connect(self.s.host, self.s.ports.mqtt, keepalive=30, clean_start=False, properties=props)
+        c.connect(self.s.mqtt_host, self.s.ports.mqtt, keepalive=30, clean_start=False, properties=props)
         return c
 
     # ---- Kafka side -------------------------------------------------------------------------------------

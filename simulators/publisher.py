@@ -96,7 +96,7 @@ class Publisher:
             c.username_pw_set(ent.mqtt_user, self.s.mqtt_password(ent.mqtt_user))
             c.max_inflight_messages_set(200)
             c.max_queued_messages_set(0)
-            c.connect(self.s.host, self.s.ports.mqtt, keepalive=30)
+            c.connect(self.s.mqtt_host, self.s.ports.mqtt, keepalive=30)
             c.loop_start()
             self.clients[ent.id] = c
 
