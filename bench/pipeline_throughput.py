@@ -21,12 +21,10 @@ import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from hazardwatch import services  # noqa: E402
-from hazardwatch.config import load_settings  # noqa: E402
-from hazardwatch.registry import load_registry  # noqa: E402
-from hazardwatch.sandbox import Sandbox  # noqa: E402
+from hazardwatch import services
+from hazardwatch.config import load_settings
+from hazardwatch.registry import load_registry
+from hazardwatch.sandbox import Sandbox
 
 
 def payloads(n: int, batch: int, t0: float) -> list[tuple[str, str, bytes]]:

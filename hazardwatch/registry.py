@@ -240,7 +240,8 @@ def load_registry(path: str | Path) -> Registry:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path.name}:{mark.line + 1}" if mark else path.name
-        raise RegistryError(path, [f"{where} is not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax"]) from None
+        problem = getattr(exc, "problem", exc)
+        raise RegistryError(path, [f"{where} is not valid YAML ({problem}); fix the syntax"]) from None
     c = _Checker(path)
     if not isinstance(doc, dict):
         raise RegistryError(path, [f"{path.name}: the top level must be a mapping with districts, enterprises, "
@@ -268,7 +269,8 @@ def load_registry(path: str | Path) -> Registry:
         if dist and dist not in districts:
             c.fail(e, "district", f"{w}.district", f"unknown district {dist!r}; use one of {sorted(districts)}")
         if eid and not eid.replace("-", "").replace("_", "").isalnum():
-            c.fail(e, "id", f"{w}.id", f"{eid!r} may only hold letters, digits, '-' and '_' (it is an MQTT topic level)")
+            c.fail(e, "id", f"{w}.id",
+                   f"{eid!r} may only hold letters, digits, '-' and '_' (it is an MQTT topic level)")
         user = c.opt(e, "mqtt_user", w, str, (eid or "").lower())
         if user in users:
             c.fail(e, "mqtt_user", f"{w}.mqtt_user", f"{user!r} is used by another enterprise; give each its own")
@@ -314,7 +316,8 @@ def load_registry(path: str | Path) -> Registry:
             if sensor is None:
                 continue
             if sensor.id in sensors:
-                c.fail(x, "id", f"{w}.sensors[{j}].id", f"duplicate sensor id {sensor.id!r}; sensor ids are unique city-wide")
+                c.fail(x, "id", f"{w}.sensors[{j}].id",
+                       f"duplicate sensor id {sensor.id!r}; sensor ids are unique city-wide")
                 continue
             sensors[sensor.id] = sensor
             sensor_ids.append(sensor.id)
@@ -400,7 +403,8 @@ def _sensor(c: _Checker, x: Any, w: str, source: str, slot: int) -> Sensor | Non
             ok = False
             continue
         value = c.req(spec, "value", lw, float)
-        clause = c.req(spec, "clause", lw, str, "the standard and clause this value comes from, e.g. 'GB/T 50493-2019 5.5.2'")
+        clause = c.req(spec, "clause", lw, str,
+                       "the standard and clause this value comes from, e.g. 'GB/T 50493-2019 5.5.2'")
         level = c.opt(spec, "level", lw, int, DEFAULT_LIMIT_LEVEL[name])
         if value is None or clause is None or level is None:
             ok = False
@@ -428,10 +432,12 @@ def _sensor(c: _Checker, x: Any, w: str, source: str, slot: int) -> Sensor | Non
         limits.append(Limit(name, value, reset, level, clause))
     by = {lim.name: lim for lim in limits}
     if "H" in by and "HH" in by and by["HH"].value < by["H"].value:
-        c.fail(raw_limits, "HH", f"{w}.limits.HH", f"HH {by['HH'].value} is below H {by['H'].value}; HH must be the higher")
+        c.fail(raw_limits, "HH", f"{w}.limits.HH",
+               f"HH {by['HH'].value} is below H {by['H'].value}; HH must be the higher")
         ok = False
     if "L" in by and "LL" in by and by["LL"].value > by["L"].value:
-        c.fail(raw_limits, "LL", f"{w}.limits.LL", f"LL {by['LL'].value} is above L {by['L'].value}; LL must be the lower")
+        c.fail(raw_limits, "LL", f"{w}.limits.LL",
+               f"LL {by['LL'].value} is above L {by['L'].value}; LL must be the lower")
         ok = False
     if not ok:
         return None

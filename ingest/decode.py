@@ -218,7 +218,8 @@ class Decoder:
         for j in np.flatnonzero(~ok):
             i = keep[j]
             code = _ARRAY_REASONS[reason[j]]
-            rejects.append(Reject(code, f"sensor {items[i]['s']}: ts={float(ts_s[j])} v={float(val[j])}", _piece(items[i], topic)))
+            detail = f"sensor {items[i]['s']}: ts={float(ts_s[j])} v={float(val[j])}"
+            rejects.append(Reject(code, detail, _piece(items[i], topic)))
         if not ok.any():
             return Decoded(None, rejects)
         slot, ts_s, ts_ms, val, q = slot[ok], ts_s[ok], ts_ms[ok], val[ok], q[ok]

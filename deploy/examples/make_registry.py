@@ -59,7 +59,8 @@ def tank_sensors(src: str, tanks: int, product_zh: str, product_en: str) -> list
         tag = f"T{t:02d}"
         out.append(sensor(f"{src}-{tag}-LT", "level", "%", 10, [0, 100], f"{tag}储罐{product_zh}液位",
                           f"{tag} {product_en} tank level",
-                          {"LL": lim(5, 7, TANK), "L": lim(10, 12, TANK), "H": lim(85, 83, TANK), "HH": lim(90, 88, TANK)}))
+                          {"LL": lim(5, 7, TANK), "L": lim(10, 12, TANK),
+                           "H": lim(85, 83, TANK), "HH": lim(90, 88, TANK)}))
         out.append(sensor(f"{src}-{tag}-TT", "temperature", "°C", 30, [-40, 120], f"{tag}储罐温度",
                           f"{tag} tank temperature", {"H": lim(45, 43, TANK), "HH": lim(55, 52, TANK)}))
         out.append(sensor(f"{src}-{tag}-PT", "pressure", "kPa", 10, [-5, 50], f"{tag}储罐压力",
@@ -106,7 +107,8 @@ def tailings(src: str, dam_grade: int) -> list[dict]:
     for i in range(1, 3):
         out.append(sensor(f"{src}-FB{i:02d}", "freeboard", "m", 600, [0, 10], f"安全超高{i:02d}", f"freeboard {i:02d}",
                           {"LL": lim(freeboard_min, freeboard_min + 0.05, TSF + " red = design minimum (verify)", 1)}))
-        out.append(sensor(f"{src}-BL{i:02d}", "dry_beach", "m", 600, [0, 500], f"干滩长度{i:02d}", f"dry beach length {i:02d}",
+        out.append(sensor(f"{src}-BL{i:02d}", "dry_beach", "m", 600, [0, 500], f"干滩长度{i:02d}",
+                          f"dry beach length {i:02d}",
                           {"LL": lim(beach_min, beach_min + 2, TSF + " red = design minimum (verify)", 1)}))
     out.append(sensor(f"{src}-RG01", "rainfall", "mm", 600, [0, 300], "降雨量(24小时累计)", "rainfall (24 h total)",
                       {"H": lim(50, 45, TSF + " yellow = rainstorm 50 mm/24 h", 3)}))
@@ -134,7 +136,8 @@ def coal(src: str, faces: int) -> list[dict]:
         out.append(sensor(f"{src}-{face}-WS", "wind_speed", "m/s", 10, [0, 15], f"{face}风速", f"{face} air velocity",
                           {"L": lim(0.25, 0.3, "煤矿安全规程 第136条 minimum face air velocity", 2)}))
     out.append(sensor(f"{src}-T3-CH4", "methane", "%CH4", 10, [0, 40], "进风巷甲烷T3", "intake airway methane T3",
-                      {"H": lim(0.5, 0.5, CH4 + " intake alarm", 2), "HH": lim(0.5, 0.5, CH4 + " intake power-off", 1)}))
+                      {"H": lim(0.5, 0.5, CH4 + " intake alarm", 2),
+                       "HH": lim(0.5, 0.5, CH4 + " intake power-off", 1)}))
     out.append(sensor(f"{src}-MR-CH4", "methane", "%CH4", 10, [0, 40], "总回风巷甲烷", "main return methane",
                       {"H": lim(0.75, 0.7, "煤矿安全规程 第172条 main return > 0.75% investigate", 3)}))
     return out
@@ -160,7 +163,8 @@ def build() -> dict:
         ("S10", "E06", "coal_mine", "北岭一号井", "Beiling No.1 shaft", 2, coal("S10", 3)),
         ("S11", "E07", "coal_mine", "青石岭矿井", "Qingshiling mine", 2, coal("S11", 2)),
         ("S12", "E08", "tank_farm", "危化品仓储罐区", "hazchem storage tank farm", 3,
-         tank_sensors("S12", 6, "苯", "benzene") + combustible("S12", 14, "仓储罐区") + toxic("S12", 4, "H2S", 10, "仓储区")),
+         tank_sensors("S12", 6, "苯", "benzene") + combustible("S12", 14, "仓储罐区")
+         + toxic("S12", 4, "H2S", 10, "仓储区")),
     ]
     base = {"D01": (30.62, 122.06), "D02": (30.55, 121.92), "D03": (30.78, 121.98)}
     ent_district = {e[0]: e[1] for e in ENTERPRISES}

@@ -45,6 +45,7 @@ def test_replayed_detection_has_the_same_id_and_checkpoint_round_trips(registry)
 def test_alert_text_in_chinese_and_english(registry):
     det = DetectorEngine(registry).process([batch("S01-T03-LT", "S01", [60, 95.2])])[1]
     rec = alert_record(det, registry)
-    assert rec["text_zh"].startswith("【橙色预警】临江石化储运有限公司 一号汽油罐区 T03储罐汽油液位 95.2% 超过高高限 90%")
+    expected = "【橙色预警】临江石化储运有限公司 一号汽油罐区 T03储罐汽油液位 95.2% 超过高高限 90%"
+    assert rec["text_zh"].startswith(expected)
     assert "No.1 gasoline tank farm" in rec["text_en"] and "above high-high limit 90%" in rec["text_en"]
     assert rec["record_id"] == det["alert_id"]

@@ -60,7 +60,7 @@ def test_bad_quality_and_stale_readings_are_not_evaluated():
 
 def test_activation_time_survives_batches_and_identifies_the_alarm():
     st1, ev1, _ = run(LimitState.empty(2), [0, 0], [50, 95], ts=[1000, 2000])
-    st2, ev2, _ = run(st1, [0, 0], [96, 80], ts=[3000, 4000])
+    _, ev2, _ = run(st1, [0, 0], [96, 80], ts=[3000, 4000])
     assert ev1.since_ms.tolist() == [2000, 2000]
     assert ev2.since_ms.tolist() == [2000, 2000]  # the clears belong to the alarm raised at 2000
 
