@@ -49,3 +49,12 @@ def test_alert_text_in_chinese_and_english(registry):
     assert rec["text_zh"].startswith(expected)
     assert "No.1 gasoline tank farm" in rec["text_en"] and "above high-high limit 90%" in rec["text_en"]
     assert rec["record_id"] == det["alert_id"]
+
+
+def test_clear_text_says_which_way_the_value_went(registry):
+    eng = DetectorEngine(registry)
+    recs = eng.process([batch("S01-T03-LT", "S01", [60, 95.2, 50])])
+    clear_hh = next(alert_record(r, registry) for r in recs if r["state"] == "clear" and r["limit"] == "HH")
+    assert "已回落至复位值 88%以下" in clear_hh["text_zh"]
+    assert "back below reset level 88%" in clear_hh["text_en"]
+    assert clear_hh["record_id"] != clear_hh["alert_id"]
