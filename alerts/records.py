@@ -46,7 +46,8 @@ def alert_record(det: dict[str, Any], reg: Registry) -> dict[str, Any]:
     else:
         record_id = stable_id(det["alert_id"], "clear", det["ts_ms"])
         high = det["limit"] in ("H", "HH")
-        zh_dir, en_dir = ("回落至复位值", "back below reset level") if high else ("回升至复位值", "back above reset level")
+        zh_dir = "回落至复位值" if high else "回升至复位值"
+        en_dir = "back below reset level" if high else "back above reset level"
         zh = (f"【预警解除】{ent.name_zh} {src.name_zh} {sensor.name_zh} {value}{u} 已{zh_dir} {thr}{u}"
               f"{'以下' if high else '以上'}（原{colour_zh}预警，{clock}）")
         en = (f"[CLEARED] {ent.name_en} / {src.name_en} / {sensor.name_en} {value}{u} {en_dir} {thr}{u} "
