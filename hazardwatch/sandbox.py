@@ -48,8 +48,7 @@ class Sandbox:
                 os.environ.pop(k, None)
         asyncio.run(ensure_topics(self.s))
         with self.influx() as c:
-            org = c.organizations_api().find_organizations(org=self.s.influx_org)[0]
-            c.buckets_api().create_bucket(bucket_name=self.s.influx_bucket, org_id=org.id,
+            c.buckets_api().create_bucket(bucket_name=self.s.influx_bucket, org=self.s.influx_org,
                                           retention_rules=BucketRetentionRules(type="expire", every_seconds=86400))
 
     # ---- processes --------------------------------------------------------------------------------------
