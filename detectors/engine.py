@@ -1,81 +1,270 @@
-"""Runs the detector set over a batch of ReadingBatch records and turns array events into detection records.
+"""Runs the whole detector set over a batch and turns array events into detection records.
 
 The engine owns the per-sensor state arrays for the sources this worker holds; the worker checkpoints them
 per hazard source (export_source / import_source) so a restarted or rebalanced worker resumes exactly.
+Parameters are column arrays over sensor slots, built once from the registry.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 
-from detectors.limits import LimitState, evaluate_limits
-from hazardwatch.model import DETECTOR_VERSION, ReadingBatch, stable_id
+from detectors.drift import DriftState, evaluate_drift
+from detectors.health import (
+    HEALTH_RULES,
+    OFFLINE,
+    HealthState,
+    check_offline,
+    evaluate_health,
+    related_values_asof,
+)
+from detectors.limits import (
+    EVENT_NAMES,
+    HIGH,
+    LimitParams,
+    LimitState,
+    evaluable,
+    limits_on_segments,
+    sorted_segments,
+)
+from detectors.rate import RateState, evaluate_rate
+from detectors.transitions import put
+from detectors.trend import TrendState, evaluate_trend
+from hazardwatch.model import DETECTOR_VERSION, Q_BAD, ReadingBatch, stable_id
 from hazardwatch.registry import LIMIT_NAMES, Registry
+
+_STATE_KEYS = ("limits", "rate", "trend", "drift", "health", "last")
+DRIFT_KINDS = {"gas_combustible": 6 * 3600.0, "gas_toxic": 6 * 3600.0, "oxygen": 6 * 3600.0,
+               "methane": 6 * 3600.0}
+HEALTH_LEVEL = {"out_of_range": 3, "bad_quality": 4, "stuck": 2, "offline": 3}
+
+
+@dataclass(frozen=True)
+class LastValue:
+    value: np.ndarray  # float [sensors]: last good value evaluated
+
+    @classmethod
+    def empty(cls, n: int) -> LastValue:
+        return cls(np.full(n, np.nan))
+
+
+@dataclass(frozen=True)
+class Params:
+    limits: LimitParams
+    rate_max: np.ndarray
+    trend_tau: np.ndarray
+    trend_target: np.ndarray
+    trend_high: np.ndarray
+    trend_horizon: np.ndarray
+    drift_tau: np.ndarray
+    drift_k: np.ndarray
+    drift_h: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    related: np.ndarray
+    stuck_ms: np.ndarray
+    period_s: np.ndarray
+
+    @classmethod
+    def from_registry(cls, reg: Registry) -> Params:
+        n = len(reg.sensor_ids)
+        nan = np.full(n, np.nan)
+        rate, tau, target, horizon = nan.copy(), nan.copy(), nan.copy(), nan.copy()
+        high = np.ones(n, dtype=bool)
+        dtau, dk, dh = nan.copy(), nan.copy(), nan.copy()
+        related = np.full(n, -1, dtype=np.int64)
+        stuck = np.full(n, np.inf)
+        for i, sid in enumerate(reg.sensor_ids):
+            s = reg.sensors[sid]
+            span = s.range[1] - s.range[0]
+            if s.rate:
+                rate[i] = s.rate.max_per_min
+            if s.trend:
+                tau[i], horizon[i] = s.trend.tau_s, s.trend.horizon_s
+                target[i] = reg.limit(sid, s.trend.limit).value
+                high[i] = s.trend.limit in ("H", "HH")
+            if s.kind in DRIFT_KINDS:
+                dtau[i], dk[i], dh[i] = DRIFT_KINDS[s.kind], 0.005 * span, 0.05 * span
+            if s.related:
+                related[i] = reg.sensors[s.related[0]].slot
+            if s.stuck_s:
+                stuck[i] = s.stuck_s * 1000.0
+        return cls(LimitParams(reg.limit_set, reg.limit_reset, reg.limit_on_delay_ms, reg.limit_off_delay_ms,
+                               reg.limit_latching), rate, tau, target, high, horizon, dtau, dk, dh,
+                   reg.range_lo, reg.range_hi, related, stuck, reg.period_s)
 
 
 class DetectorEngine:
-    def __init__(self, registry: Registry):
+    def __init__(self, registry: Registry, offline_multiple: float = 3.0):
         self.reg = registry
-        self.state = LimitState.empty(len(registry.sensor_ids))
+        n = len(registry.sensor_ids)
+        self.p = Params.from_registry(registry)
+        self.offline_multiple = offline_multiple
+        self.state: dict[str, Any] = {"limits": LimitState.empty(n), "rate": RateState.empty(n),
+                                      "trend": TrendState.empty(n), "drift": DriftState.empty(n),
+                                      "health": HealthState.empty(n), "last": LastValue.empty(n)}
         self._slot = {sid: i for i, sid in enumerate(registry.sensor_ids)}
+        self._source_slots = {src: np.array([self._slot[s] for s in registry.sources[src].sensors], dtype=np.int64)
+                              for src in registry.sources}
         self.skipped = 0  # readings not evaluated (bad quality, stale or out of order)
 
+    # ---- one batch ----------------------------------------------------------------------------------------
     def process(self, batches: list[ReadingBatch]) -> list[dict[str, Any]]:
         if not batches:
             return []
         slot_of = self._slot
-        slots = np.fromiter((slot_of[s] for b in batches for s in b.sensors), dtype=np.int64)
+        slot = np.fromiter((slot_of[s] for b in batches for s in b.sensors), dtype=np.int64)
         ts = np.concatenate([b.ts_ms for b in batches])
         val = np.concatenate([b.values for b in batches])
         q = np.concatenate([b.quality for b in batches])
-        self.state, ev, skipped = evaluate_limits(self.state, slots, ts, val, q,
-                                                  self.reg.limit_set, self.reg.limit_reset)
-        self.skipped += skipped
-        return self._records(ev)
+        return self.process_arrays(slot, ts, val, q)
 
-    def _records(self, ev: Any) -> list[dict[str, Any]]:
+    def process_arrays(self, slot: np.ndarray, ts: np.ndarray, val: np.ndarray, q: np.ndarray) -> list[dict]:
+        st, p = self.state, self.p
+        out: list[dict[str, Any]] = []
+        bad = q == Q_BAD
+
+        # Health sees every newer reading, bad quality included.
+        hs: HealthState = st["health"]
+        keep_h = evaluable(hs.last_seen_ms, slot, ts, np.zeros_like(q))
+        if keep_h.any():
+            seg = sorted_segments(slot, keep_h)
+            t, v, qb = ts[seg.order], val[seg.order], bad[seg.order]
+            relv = related_values_asof(seg, t, v, ~qb, p.related, st["last"].value)
+            st["health"], ev = evaluate_health(hs, seg, t, v, qb, st["last"].value, p.lo, p.hi, p.related,
+                                               p.stuck_ms, relv)
+            out += self._health_records(seg.slot[ev["row"]], t[ev["row"]], ev)
+
+        ls: LimitState = st["limits"]
+        keep = evaluable(ls.last_ts_ms, slot, ts, q)
+        self.skipped += int(len(slot) - np.count_nonzero(keep))
+        if not keep.any():
+            return out
+        seg = sorted_segments(slot, keep)
+        t, v = ts[seg.order], val[seg.order]
+        last_t, last_v = ls.last_ts_ms, st["last"].value
+        st["limits"], lev = limits_on_segments(ls, seg, t, v, p.limits)
+        out += self._limit_records(lev)
+        st["rate"], rev = evaluate_rate(st["rate"], seg, t, v, last_t, last_v, p.rate_max)
+        out += self._records("rate", seg.slot, t, rev)
+        st["trend"], tev, _, _ = evaluate_trend(st["trend"], seg, t, v, last_t, p.trend_tau, p.trend_target,
+                                                p.trend_high, p.trend_horizon)
+        out += self._records("trend", seg.slot, t, tev)
+        st["drift"], dev = evaluate_drift(st["drift"], seg, t, v, last_t, p.drift_tau, p.drift_k, p.drift_h)
+        out += self._records("drift", seg.slot, t, dev)
+        st["last"] = LastValue(put(last_v, seg.slot[seg.last], v[seg.last]))
+        return out
+
+    def tick(self, now_ms: int, sources: list[str] | None = None) -> list[dict[str, Any]]:
+        """Clock tick: offline detection for the sensors of `sources` (default: all)."""
+        srcs = sources if sources is not None else list(self._source_slots)
+        if not srcs:
+            return []
+        slots = np.concatenate([self._source_slots[s] for s in srcs])
+        self.state["health"], ev = check_offline(self.state["health"], slots, now_ms, self.p.period_s,
+                                                 self.offline_multiple)
+        n = len(ev["slot"])
+        rows = {"row": np.arange(n), "rule": np.full(n, OFFLINE), **{k: ev[k] for k in ("kind", "value",
+                                                                                          "threshold", "since_ms")}}
+        return self._health_records(ev["slot"], np.full(n, now_ms, dtype=np.int64), rows)
+
+    # ---- records --------------------------------------------------------------------------------------------
+    def _base(self, slot: int, rule: str, sub: str, state: str, ts: int, since: int, value: float,
+              threshold: float, level: int, clause: str, category: str) -> dict[str, Any]:
+        sid = self.reg.sensor_ids[slot]
+        sensor = self.reg.sensors[sid]
+        src = self.reg.sources[sensor.source]
+        alert_id = stable_id(src.id, sid, rule, sub, since)
+        return {"id": stable_id(alert_id, state, ts), "alert_id": alert_id, "state": state, "source": src.id,
+                "enterprise": src.enterprise, "sensor": sid, "rule": rule, "limit": sub, "level": int(level),
+                "category": category, "value": float(value), "threshold": float(threshold), "unit": sensor.unit,
+                "clause": clause, "ts_ms": int(ts), "since_ms": int(since), "detector": rule,
+                "detector_version": DETECTOR_VERSION, "profile": sensor.profile}
+
+    def _limit_records(self, ev: Any) -> list[dict[str, Any]]:
         out = []
-        reg = self.reg
-        # Events are rare (transitions only): building dicts per event is off the per-reading path.
-        for slot, k, raised, ts, value, thr, since in zip(ev.slot.tolist(), ev.limit.tolist(), ev.raised.tolist(),
-                                                           ev.ts_ms.tolist(), ev.value.tolist(),
-                                                           ev.threshold.tolist(), ev.since_ms.tolist(), strict=True):
-            sid = reg.sensor_ids[slot]
-            sensor = reg.sensors[sid]
-            name = LIMIT_NAMES[k]
-            lim = reg.limit(sid, name)
-            src = reg.sources[sensor.source]
-            alert_id = stable_id(src.id, sid, "limit", name, since)
-            state = "raise" if raised else "clear"
-            out.append({
-                "id": stable_id(alert_id, state, ts), "alert_id": alert_id, "state": state,
-                "source": src.id, "enterprise": src.enterprise, "sensor": sid, "rule": "limit", "limit": name,
-                "level": lim.level, "value": value, "threshold": thr, "set": lim.value, "reset": lim.reset,
-                "unit": sensor.unit, "clause": lim.clause, "ts_ms": ts, "since_ms": since,
-                "detector": "limits", "detector_version": DETECTOR_VERSION,
-            })
+        for slot, k, kind, ts, value, thr, since in zip(ev.slot.tolist(), ev.limit.tolist(), ev.kind.tolist(),
+                                                        ev.ts_ms.tolist(), ev.value.tolist(), ev.threshold.tolist(),
+                                                        ev.since_ms.tolist(), strict=True):
+            sid = self.reg.sensor_ids[slot]
+            lim = self.reg.limit(sid, LIMIT_NAMES[k])
+            rec = self._base(slot, "limit", lim.name, EVENT_NAMES[kind], ts, since, value, thr, lim.level,
+                             lim.clause, "process")
+            rec["set"], rec["reset"] = lim.value, lim.reset
+            action = {"raise": lim.raise_name, "clear": lim.clear_name}.get(rec["state"])
+            if action and action not in ("raise", "clear"):
+                rec["action"] = action  # coal mine: power_off / re_energise
+            out.append(rec)
+        return out
+
+    def _records(self, rule: str, seg_slot: np.ndarray, t: np.ndarray, ev: dict[str, np.ndarray]) -> list[dict]:
+        out = []
+        rows = ev["row"]
+        for i, r in enumerate(rows.tolist()):
+            slot = int(seg_slot[r])
+            sensor = self.reg.sensors[self.reg.sensor_ids[slot]]
+            if rule == "rate" and sensor.rate:
+                level, clause, cat = sensor.rate.level, sensor.rate.clause, "process"
+            elif rule == "trend" and sensor.trend:
+                level, clause, cat = sensor.trend.level, f"trend to {sensor.trend.limit} within " \
+                    f"{sensor.trend.horizon_s:.0f}s ({self.reg.limit(sensor.id, sensor.trend.limit).clause})", "process"
+            else:
+                level, clause, cat = 4, "CUSUM drift from the 6 h baseline (sensor calibration check)", "sensor_health"
+            state = "raise" if ev["kind"][i] == 1 else "clear"
+            rec = self._base(slot, rule, "", state, int(t[r]), int(ev["since_ms"][i]), float(ev["value"][i]),
+                             float(ev["threshold"][i]), level, clause, cat)
+            if "forecast_s" in ev:
+                fc = float(ev["forecast_s"][i])
+                rec["forecast_s"] = fc if np.isfinite(fc) else None
+                rec["slope_per_min"] = float(ev["slope_per_min"][i])
+            out.append(rec)
+        return out
+
+    def _health_records(self, slots: np.ndarray, t: np.ndarray, ev: dict[str, np.ndarray]) -> list[dict]:
+        out = []
+        for i in range(len(ev["row"])):
+            rule = HEALTH_RULES[int(ev["rule"][i])]
+            state = "raise" if ev["kind"][i] == 1 else "clear"
+            cat = "communication" if rule == "offline" else "sensor_health"
+            clause = {"offline": f"no value within {self.offline_multiple:g} x the reporting period",
+                      "stuck": "flat-lined while the related sensor shows the process moving (Buncefield)",
+                      "out_of_range": "outside the instrument range", "bad_quality": "gateway quality flag bad"}[rule]
+            out.append(self._base(int(slots[i]), rule, "", state, int(t[i]), int(ev["since_ms"][i]),
+                                  float(ev["value"][i]), float(ev["threshold"][i]), HEALTH_LEVEL[rule], clause, cat))
         return out
 
     # ---- checkpointing per hazard source ------------------------------------------------------------------
     def export_source(self, source_id: str) -> dict[str, Any]:
-        st = self.state
-        out = {}
-        for sid in self.reg.sources[source_id].sensors:
-            i = self._slot[sid]
-            out[sid] = [st.active[i].astype(int).tolist(), st.since_ms[i].tolist(), int(st.last_ts_ms[i])]
-        return {"v": DETECTOR_VERSION, "sensors": out}
+        rows = self._source_slots[source_id]
+        out: dict[str, Any] = {}
+        for key in _STATE_KEYS:
+            obj = self.state[key]
+            out[key] = {f.name: getattr(obj, f.name)[rows].tolist() for f in fields(obj)}
+        return {"v": DETECTOR_VERSION, "sensors": self.reg.sources[source_id].sensors, "state": out}
 
     def import_source(self, source_id: str, saved: dict[str, Any] | None) -> None:
-        """Restore a source's sensors; sensors added to the registry since the checkpoint start empty."""
+        """Restore a source's sensors; a checkpoint from another registry layout or version is ignored."""
         if not saved or saved.get("v") != DETECTOR_VERSION:
             return
-        active, since, last = self.state.active.copy(), self.state.since_ms.copy(), self.state.last_ts_ms.copy()
-        for sid, (a, s, t) in saved.get("sensors", {}).items():
-            i = self._slot.get(sid)
-            if i is None or self.reg.sensors[sid].source != source_id:
-                continue
-            active[i], since[i], last[i] = np.asarray(a, dtype=bool), np.asarray(s, dtype=np.int64), t
-        self.state = replace(self.state, active=active, since_ms=since, last_ts_ms=last)
+        if list(saved.get("sensors", [])) != list(self.reg.sources[source_id].sensors):
+            return  # sensors added or removed since: start them fresh rather than misassign state
+        rows = self._source_slots[source_id]
+        for key in _STATE_KEYS:
+            obj = self.state[key]
+            updates = {}
+            for f in fields(obj):
+                arr = getattr(obj, f.name).copy()
+                arr[rows] = np.asarray(saved["state"][key][f.name], dtype=arr.dtype)
+                updates[f.name] = arr
+            self.state[key] = replace(obj, **updates)
+
+    def state_bytes_per_sensor(self) -> float:
+        n = len(self.reg.sensor_ids)
+        total = sum(getattr(self.state[k], f.name).nbytes for k in _STATE_KEYS for f in fields(self.state[k]))
+        return total / n
+
+
+__all__ = ["HIGH", "DetectorEngine", "Params"]

@@ -1,134 +1,226 @@
-"""Limit alarms (LL / L / H / HH) with separate set and reset levels, vectorised over a batch.
+"""Limit alarms (LL / L / H / HH): set and reset levels, on-delay, off-delay and latching, vectorised.
 
-A pure function: (state, batch arrays, limit table) -> (new state, events). No Python loop per reading: the
-hysteresis state machine is resolved with a forward fill of the last decisive reading per sensor, so a batch
-of 100,000 readings from thousands of sensors is a handful of array passes.
+A pure function: (state, batch arrays, parameters) -> (new state, events). No Python loop per reading: each
+stage of the alarm state machine is a forward fill of the last decisive reading within the sensor's segment
+of the batch, seeded from the state the previous batch left.
 
-High limit k: becomes active at value >= set, returns to normal at value < reset (reset <= set).
-Low limit k:  becomes active at value <= set, returns to normal at value > reset (reset >= set).
-Between the two the previous state holds: that gap is the deadband the standards ask for (e.g. the coal-mine
-re-energise level). Readings with bad quality or not newer than the sensor's last evaluated reading are not
-evaluated, so the result is the same however the stream is cut into batches.
+1. Deadband. High limit: the condition is on at value >= set, off at value < reset (reset <= set); low limit:
+   on at value <= set, off at value > reset. Between the two the previous condition holds (e.g. coal-mine
+   methane: power-off at 1.5 %, re-energise only below 1.0 %).
+2. Delays (event time). The alarm activates once the condition has been on for on_delay, and returns to
+   normal once it has been off for off_delay (ISA-18.2 anti-chatter tools).
+3. Latching (gas alarm controllers, GB 16808). A latched alarm stays active after the value returns to
+   normal ("rtn" event) until a person resets it (`reset_latches`); a new excursion while latched re-sounds it
+   ("realarm").
+
+Readings with bad quality, or not newer than the sensor's newest evaluated reading, are not evaluated, so the
+result is identical however the stream is cut into batches.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from detectors.scan import Segments, forward_fill_index, prev_in_segment
 from hazardwatch.model import Q_BAD
 
 N_LIMITS = 4  # columns in the order of hazardwatch.registry.LIMIT_NAMES: LL, L, H, HH
 HIGH = np.array([False, False, True, True])
 _GROUP_SPAN = np.int64(1) << 43  # > any epoch-ms timestamp until year 2248
+_MIN = np.iinfo(np.int64).min
+
+# Event kinds.
+RAISE, CLEAR, RTN_LATCHED, REALARM = 1, 0, 2, 3
+EVENT_NAMES = {RAISE: "raise", CLEAR: "clear", RTN_LATCHED: "rtn", REALARM: "realarm"}
+
+
+@dataclass(frozen=True)
+class LimitParams:
+    set_level: np.ndarray  # float [sensors, 4], NaN where the sensor has no such limit
+    reset_level: np.ndarray  # float [sensors, 4]
+    on_delay_ms: np.ndarray  # int64 [sensors, 4]
+    off_delay_ms: np.ndarray  # int64 [sensors, 4]
+    latching: np.ndarray  # bool [sensors, 4]
+
+    @classmethod
+    def simple(cls, set_level: np.ndarray, reset_level: np.ndarray) -> LimitParams:
+        z = np.zeros(set_level.shape, dtype=np.int64)
+        return cls(set_level, reset_level, z, z.copy(), np.zeros(set_level.shape, dtype=bool))
 
 
 @dataclass(frozen=True)
 class LimitState:
-    active: np.ndarray  # bool [sensors, 4]
-    since_ms: np.ndarray  # int64 [sensors, 4]: when the active alarm was raised (part of its id)
+    cond: np.ndarray  # bool [sensors, 4]: condition after the deadband, before delays
+    cond_since_ms: np.ndarray  # int64 [sensors, 4]: when cond took its current value
+    active: np.ndarray  # bool [sensors, 4]: delayed alarm, ignoring latches
+    latched: np.ndarray  # bool [sensors, 4]: latched alarm awaiting a person's reset
+    since_ms: np.ndarray  # int64 [sensors, 4]: when the current/last alarm was raised (part of its id)
     last_ts_ms: np.ndarray  # int64 [sensors]: newest reading evaluated
 
     @classmethod
     def empty(cls, n_sensors: int) -> LimitState:
-        return cls(np.zeros((n_sensors, N_LIMITS), dtype=bool), np.zeros((n_sensors, N_LIMITS), dtype=np.int64),
-                   np.full(n_sensors, np.iinfo(np.int64).min, dtype=np.int64))
+        b = np.zeros((n_sensors, N_LIMITS), dtype=bool)
+        i = np.zeros((n_sensors, N_LIMITS), dtype=np.int64)
+        return cls(b, i, b.copy(), b.copy(), i.copy(), np.full(n_sensors, _MIN, dtype=np.int64))
+
+    @property
+    def alarm(self) -> np.ndarray:
+        """What the operator sees: active, or latched and not yet reset."""
+        return self.active | self.latched
 
 
 @dataclass(frozen=True)
 class LimitEvents:
-    """One row per alarm transition. raised=True: alarm became active; False: returned to normal."""
+    """One row per alarm transition."""
 
     slot: np.ndarray
     limit: np.ndarray  # column index into LL, L, H, HH
-    raised: np.ndarray
+    kind: np.ndarray  # RAISE, CLEAR, RTN_LATCHED, REALARM
     ts_ms: np.ndarray
     value: np.ndarray
-    threshold: np.ndarray  # the set level for raises, the reset level for clears
-    since_ms: np.ndarray  # activation time of the alarm this event belongs to
+    threshold: np.ndarray  # set level for raise/realarm, reset level for clear/rtn
+    since_ms: np.ndarray  # activation time of the alarm the event belongs to
+
+    @property
+    def raised(self) -> np.ndarray:
+        return self.kind == RAISE
 
     def __len__(self) -> int:
         return len(self.slot)
 
 
+def evaluable(state_last_ts: np.ndarray, slot: np.ndarray, ts_ms: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """Mask of readings to evaluate: good quality and newer than everything evaluated before for the sensor."""
+    good = np.asarray(quality) != Q_BAD
+    idx = np.flatnonzero(good)
+    order = idx[np.argsort(slot[idx], kind="stable")]
+    s, t = slot[order], ts_ms[order]
+    keep_sorted = np.zeros(len(order), dtype=bool)
+    if len(order):
+        starts = np.r_[True, s[1:] != s[:-1]]
+        shifted = t + (np.cumsum(starts) - 1) * _GROUP_SPAN
+        prev_max = np.maximum.accumulate(np.r_[_MIN, shifted[:-1]])
+        keep_sorted = (t > state_last_ts[s]) & ((shifted > prev_max) | starts)
+    keep = np.zeros(len(slot), dtype=bool)
+    keep[order[keep_sorted]] = True
+    return keep
+
+
 def evaluate_limits(state: LimitState, slot: np.ndarray, ts_ms: np.ndarray, value: np.ndarray,
-                    quality: np.ndarray, set_level: np.ndarray, reset_level: np.ndarray,
-                    ) -> tuple[LimitState, LimitEvents, int]:
+                    quality: np.ndarray, params: LimitParams) -> tuple[LimitState, LimitEvents, int]:
     """Return (new state, events, readings not evaluated). Inputs are in arrival order."""
     slot = np.asarray(slot, dtype=np.int64)
     ts_ms = np.asarray(ts_ms, dtype=np.int64)
     value = np.asarray(value, dtype=np.float64)
-    n = len(slot)
-    if n == 0:
-        return state, _no_events(), 0
-
-    # Bad-quality readings are dropped first (they must not advance time either, or the result would depend
-    # on batch boundaries). Then group by sensor keeping arrival order, and drop readings not newer than
-    # everything evaluated before them.
-    good = np.asarray(quality) != Q_BAD
-    order = np.flatnonzero(good)[np.argsort(slot[good], kind="stable")]
-    s, t, v = slot[order], ts_ms[order], value[order]
-    if len(s) == 0:
-        return state, _no_events(), n
-    starts_mask = np.r_[True, s[1:] != s[:-1]]
-    group_id = np.cumsum(starts_mask) - 1
-    shifted = t + group_id * _GROUP_SPAN
-    prev_max = np.maximum.accumulate(np.r_[np.iinfo(np.int64).min, shifted[:-1]])
-    keep = (t > state.last_ts_ms[s]) & ((shifted > prev_max) | starts_mask)
-    skipped = int(n - np.count_nonzero(keep))
-    s, t, v = s[keep], t[keep], v[keep]
-    m = len(s)
-    if m == 0:
+    keep = evaluable(state.last_ts_ms, slot, ts_ms, quality)
+    skipped = int(len(slot) - np.count_nonzero(keep))
+    if not keep.any():
         return state, _no_events(), skipped
+    seg = sorted_segments(slot, keep)
+    new, events = limits_on_segments(state, seg, ts_ms[seg.order], value[seg.order], params)
+    return new, events, skipped
 
-    starts_mask = np.r_[True, s[1:] != s[:-1]]
-    idx = np.arange(m)
-    group_start = np.maximum.accumulate(np.where(starts_mask, idx, 0))
-    last_mask = np.r_[s[1:] != s[:-1], True]
 
-    sets = set_level[s]  # [m, 4]
-    resets = reset_level[s]
+def sorted_segments(slot: np.ndarray, keep: np.ndarray) -> Segments:
+    idx = np.flatnonzero(keep)
+    order = idx[np.argsort(slot[idx], kind="stable")]
+    s = slot[order]
+    start = np.r_[True, s[1:] != s[:-1]] if len(s) else np.zeros(0, dtype=bool)
+    last = np.r_[s[1:] != s[:-1], True] if len(s) else np.zeros(0, dtype=bool)
+    pos = np.arange(len(s))
+    return Segments(order, s, start, last, np.maximum.accumulate(np.where(start, pos, 0)) if len(s) else pos)
+
+
+def limits_on_segments(state: LimitState, seg: Segments, t: np.ndarray, v: np.ndarray,
+                       params: LimitParams) -> tuple[LimitState, LimitEvents]:
+    """The state machine over readings already filtered and sorted into segments (t, v in segment order)."""
+    s = seg.slot
+    m = len(s)
+    last = seg.last
+    cols = np.arange(N_LIMITS)
+    tt = t[:, None]
+
+    # 1. Deadband.
+    sets, resets = params.set_level[s], params.reset_level[s]
     vv = v[:, None]
     with np.errstate(invalid="ignore"):
         on = np.where(HIGH, vv >= sets, vv <= sets)
         off = np.where(HIGH, vv < resets, vv > resets) & ~on
-    decisive = on | off
-    # Forward-fill the last decisive reading within each sensor's group.
-    cand = np.where(decisive, idx[:, None], -1)
-    last_dec = np.maximum.accumulate(cand, axis=0)
-    from_batch = last_dec >= group_start[:, None]
-    prior_active = state.active[s]
-    active = np.where(from_batch, on[np.maximum(last_dec, 0), np.arange(N_LIMITS)], prior_active)
-    prev = np.empty_like(active)
-    prev[1:] = active[:-1]
-    prev[starts_mask] = prior_active[starts_mask]
-    raised = active & ~prev
-    cleared = ~active & prev
+    k = forward_fill_index(seg, on | off)
+    cond = np.where(k >= 0, on[np.maximum(k, 0), cols], state.cond[s])
+    prev_cond = prev_in_segment(seg, cond, state.cond[s])
+
+    # 2. Delays: how long has the condition held its current value?
+    changed = cond != prev_cond
+    kc = forward_fill_index(seg, changed)
+    cond_since = np.where(kc >= 0, t[np.maximum(kc, 0)], state.cond_since_ms[s])
+    held = tt - cond_since
+    go_on = cond & (held >= params.on_delay_ms[s])
+    go_off = ~cond & (held >= params.off_delay_ms[s])
+    ka = forward_fill_index(seg, go_on | go_off)
+    active = np.where(ka >= 0, go_on[np.maximum(ka, 0), cols], state.active[s])
+    prev_active = prev_in_segment(seg, active, state.active[s])
+    rose = active & ~prev_active
+    fell = ~active & prev_active
+
+    # 3. Latching: once raised, held until reset; the first rise latches it.
+    latching = params.latching[s]
+    prior_latched = state.latched[s]
+    kr = forward_fill_index(seg, rose)
+    latched = latching & ((kr >= 0) | prior_latched)
+    prev_latched = prev_in_segment(seg, latched, prior_latched)
+    alarm = active | latched
+    prev_alarm = prev_active | prev_latched
+
+    kind = np.full((m, N_LIMITS), -1, dtype=np.int8)
+    kind[alarm & ~prev_alarm] = RAISE
+    kind[~alarm & prev_alarm] = CLEAR
+    kind[fell & latched] = RTN_LATCHED
+    kind[rose & prev_latched] = REALARM
 
     # Activation time: the latest raise in this batch for the sensor/limit, else the one carried in state.
-    rcand = np.where(raised, idx[:, None], -1)
-    last_raise = np.maximum.accumulate(rcand, axis=0)
-    since = np.where(last_raise >= group_start[:, None], t[np.maximum(last_raise, 0)], state.since_ms[s])
+    kraise = forward_fill_index(seg, kind == RAISE)
+    since = np.where(kraise >= 0, t[np.maximum(kraise, 0)], state.since_ms[s])
 
-    ev_r, ev_k = np.nonzero(raised | cleared)
-    is_raise = raised[ev_r, ev_k]
+    er, ek = np.nonzero(kind >= 0)
+    ekind = kind[er, ek]
     events = LimitEvents(
-        slot=s[ev_r], limit=ev_k.astype(np.int8), raised=is_raise, ts_ms=t[ev_r], value=v[ev_r],
-        threshold=np.where(is_raise, sets[ev_r, ev_k], resets[ev_r, ev_k]), since_ms=since[ev_r, ev_k],
+        slot=s[er], limit=ek.astype(np.int8), kind=ekind, ts_ms=t[er], value=v[er],
+        threshold=np.where((ekind == RAISE) | (ekind == REALARM), sets[er, ek], resets[er, ek]),
+        since_ms=since[er, ek],
     )
-    # New state: copy, then write each touched sensor's last row.
-    new_active = state.active.copy()
-    new_since = state.since_ms.copy()
-    new_last = state.last_ts_ms.copy()
-    ls = s[last_mask]
-    new_active[ls] = active[last_mask]
-    new_since[ls] = since[last_mask]
-    new_last[ls] = t[last_mask]
-    return LimitState(new_active, new_since, new_last), events, skipped
+    ls = s[last]
+    new = LimitState(
+        cond=_put(state.cond, ls, cond[last]), cond_since_ms=_put(state.cond_since_ms, ls, cond_since[last]),
+        active=_put(state.active, ls, active[last]), latched=_put(state.latched, ls, latched[last]),
+        since_ms=_put(state.since_ms, ls, since[last]), last_ts_ms=_put(state.last_ts_ms, ls, t[last]),
+    )
+    return new, events
+
+
+def reset_latches(state: LimitState, slots: np.ndarray, limits: np.ndarray) -> tuple[LimitState, np.ndarray]:
+    """A person resets latched alarms. Only those whose condition has returned to normal can be reset.
+
+    Returns the new state and a bool mask (per requested slot/limit) of the latches actually cleared, for
+    which the caller emits a clear.
+    """
+    slots = np.asarray(slots, dtype=np.int64)
+    limits = np.asarray(limits, dtype=np.int64)
+    ok = state.latched[slots, limits] & ~state.active[slots, limits]
+    latched = state.latched.copy()
+    latched[slots[ok], limits[ok]] = False
+    return replace(state, latched=latched), ok
+
+
+def _put(arr: np.ndarray, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+    out = arr.copy()
+    out[rows] = values
+    return out
 
 
 def _no_events() -> LimitEvents:
     e = np.empty(0)
-    return LimitEvents(e.astype(np.int64), e.astype(np.int8), e.astype(bool), e.astype(np.int64), e, e,
+    return LimitEvents(e.astype(np.int64), e.astype(np.int8), e.astype(np.int8), e.astype(np.int64), e, e,
                        e.astype(np.int64))

@@ -15,6 +15,7 @@ import numpy as np
 import yaml
 
 from hazardwatch.grading import Substance, gb18218_grade
+from hazardwatch.profiles import Profile, load_profiles
 
 SOURCE_KINDS = ("tank_farm", "gas_area", "tailings_dam", "coal_mine")
 
@@ -92,6 +93,26 @@ class Limit:
     reset: float
     level: int  # 1 (red) .. 4 (blue)
     clause: str
+    on_delay_s: float = 0.0
+    off_delay_s: float = 0.0
+    latching: bool = False
+    raise_name: str = "raise"  # methane HH: power_off
+    clear_name: str = "clear"  # methane HH: re_energise
+
+
+@dataclass(frozen=True)
+class RateSpec:
+    max_per_min: float  # absolute rate of change that alarms, in the sensor's unit per minute
+    level: int
+    clause: str
+
+
+@dataclass(frozen=True)
+class TrendSpec:
+    horizon_s: float  # warn when the trend reaches the limit within this time
+    level: int
+    limit: str  # which limit the forecast aims at (HH by default)
+    tau_s: float  # time constant of the exponentially weighted slope
 
 
 @dataclass(frozen=True)
@@ -106,6 +127,11 @@ class Sensor:
     name_zh: str
     name_en: str
     slot: int
+    profile: str | None = None
+    rate: RateSpec | None = None
+    trend: TrendSpec | None = None
+    related: tuple[str, ...] = ()  # sensors that must move when this one moves (stuck-gauge detection)
+    stuck_s: float | None = None  # flat for this long while a related sensor moves -> stuck
 
 
 @dataclass(frozen=True)
@@ -148,12 +174,18 @@ class Registry:
         self.limit_set = np.full((n, len(LIMIT_NAMES)), np.nan)
         self.limit_reset = np.full((n, len(LIMIT_NAMES)), np.nan)
         self.limit_level = np.zeros((n, len(LIMIT_NAMES)), dtype=np.int8)
+        self.limit_on_delay_ms = np.zeros((n, len(LIMIT_NAMES)), dtype=np.int64)
+        self.limit_off_delay_ms = np.zeros((n, len(LIMIT_NAMES)), dtype=np.int64)
+        self.limit_latching = np.zeros((n, len(LIMIT_NAMES)), dtype=bool)
         for slot, sid in enumerate(self.sensor_ids):
             for lim in self.sensors[sid].limits:
                 k = LIMIT_NAMES.index(lim.name)
                 self.limit_set[slot, k] = lim.value
                 self.limit_reset[slot, k] = lim.reset
                 self.limit_level[slot, k] = lim.level
+                self.limit_on_delay_ms[slot, k] = round(lim.on_delay_s * 1000)
+                self.limit_off_delay_ms[slot, k] = round(lim.off_delay_s * 1000)
+                self.limit_latching[slot, k] = lim.latching
 
     def slot(self, sensor_id: str) -> int | None:
         s = self.sensors.get(sensor_id)
@@ -202,7 +234,7 @@ class _Checker:
     def fail(self, node: Any, key: str, where: str, fix: str) -> None:
         line = None
         if isinstance(node, _LineDict):
-            line = node.key_lines.get(key.rsplit(".", 1)[-1], node.line)
+            line = getattr(node, "key_lines", {}).get(key.rsplit(".", 1)[-1], node.line) or None
         loc = f"{self.path.name}:{line}" if line else self.path.name
         self.problems.append(f"{loc} {where}: {fix}")
 
@@ -328,6 +360,11 @@ def load_registry(path: str | Path) -> Registry:
                                         tuple(people), tuple(sensor_ids))
     if not sources:
         c.fail(doc, "hazard_sources", "hazard_sources", "no hazard sources; list at least one")
+    for sensor in sensors.values():
+        for other in sensor.related:
+            if other not in sensors:
+                c.fail(doc, "hazard_sources", f"hazard_sources[{sensor.source}].sensors[{sensor.id}].related",
+                       f"unknown sensor {other!r}; related sensors must be in the registry")
     if c.problems:
         raise RegistryError(path, c.problems)
     return Registry(path, str(city.get("name_zh", "")), str(city.get("name_en", "")),
@@ -391,22 +428,31 @@ def _sensor(c: _Checker, x: Any, w: str, source: str, slot: int) -> Sensor | Non
         c.fail(x, "range", f"{w}.range", f"is {rng!r}; write [low, high] with low < high")
         return None
     lo, hi = float(rng[0]), float(rng[1])
-    limits = []
     raw_limits = x.get("limits") or {}
     if not isinstance(raw_limits, dict):
         c.fail(x, "limits", f"{w}.limits", "must be a mapping like {H: {value: .., reset: .., clause: ..}}")
         raw_limits = {}
-    for name, spec in raw_limits.items():
+    profile = _sensor_profile(c, x, w, kind, unit)
+    if profile is False:
+        return None
+    specs = _merge_profile(c, x, w, profile, raw_limits) if profile else {
+        name: dict(spec) if isinstance(spec, dict) else spec for name, spec in raw_limits.items()}
+    limits = []
+    for name, spec in specs.items():
         lw = f"{w}.limits.{name}"
+        node = raw_limits if name in raw_limits else x
         if name not in LIMIT_NAMES:
             c.fail(raw_limits, name, lw, f"unknown limit {name!r}; use {list(LIMIT_NAMES)}")
             ok = False
             continue
         value = c.req(spec, "value", lw, float)
-        clause = c.req(spec, "clause", lw, str,
-                       "the standard and clause this value comes from, e.g. 'GB/T 50493-2019 5.5.2'")
+        clause = c.req(spec, "clause", lw, str, "the standard and clause this value comes from, "
+                       "e.g. 'GB/T 50493-2019 5.5.2'")
         level = c.opt(spec, "level", lw, int, DEFAULT_LIMIT_LEVEL[name])
-        if value is None or clause is None or level is None:
+        on_delay = c.opt(spec, "on_delay_s", lw, float, 0.0)
+        off_delay = c.opt(spec, "off_delay_s", lw, float, 0.0)
+        latching = c.opt(spec, "latching", lw, bool, False)
+        if None in (value, clause, level, on_delay, off_delay, latching):
             ok = False
             continue
         high = name in HIGH_LIMITS
@@ -420,16 +466,21 @@ def _sensor(c: _Checker, x: Any, w: str, source: str, slot: int) -> Sensor | Non
                    "(the alarm clears only after the value comes back past the reset level)")
             ok = False
         if not lo <= value <= hi:
-            c.fail(spec, "value", f"{lw}.value", f"{value} is outside the sensor range [{lo}, {hi}]; "
-                   "the alarm could never fire")
+            c.fail(spec if isinstance(spec, _LineDict) else node, "value", f"{lw}.value",
+                   f"{value} is outside the sensor range [{lo}, {hi}]; the alarm could never fire")
             ok = False
         if not 1 <= level <= 4:
             c.fail(spec, "level", f"{lw}.level", f"{level} is not a warning level; use 1 (一级 red) .. 4 (四级 blue)")
             ok = False
+        if on_delay < 0 or off_delay < 0:
+            c.fail(spec, "on_delay_s", lw, "delays must be >= 0 seconds")
+            ok = False
         if not clause.strip():
             c.fail(spec, "clause", f"{lw}.clause", "is empty; every limit must cite its source")
             ok = False
-        limits.append(Limit(name, value, reset, level, clause))
+        names = (profile.events.get(name, {}) if profile else {})
+        limits.append(Limit(name, value, reset, level, clause, on_delay, off_delay, latching,
+                            names.get("raise", "raise"), names.get("clear", "clear")))
     by = {lim.name: lim for lim in limits}
     if "H" in by and "HH" in by and by["HH"].value < by["H"].value:
         c.fail(raw_limits, "HH", f"{w}.limits.HH",
@@ -439,7 +490,121 @@ def _sensor(c: _Checker, x: Any, w: str, source: str, slot: int) -> Sensor | Non
         c.fail(raw_limits, "LL", f"{w}.limits.LL",
                f"LL {by['LL'].value} is above L {by['L'].value}; LL must be the lower")
         ok = False
-    if not ok:
+    rate = _rate(c, x, w)
+    trend = _trend(c, x, w, by)
+    related = x.get("related") or []
+    if not isinstance(related, list) or not all(isinstance(r, str) for r in related):
+        c.fail(x, "related", f"{w}.related", "must be a list of sensor ids")
+        ok, related = False, []
+    stuck_s = c.opt(x, "stuck_s", w, float, None)
+    if stuck_s is not None and stuck_s <= 0:
+        c.fail(x, "stuck_s", f"{w}.stuck_s", "must be > 0 seconds")
+        ok = False
+    if rate is False or trend is False or not ok:
         return None
     return Sensor(sid, source, kind, unit, float(period), (lo, hi), tuple(limits),
-                  str(x.get("name_zh", sid)), str(x.get("name_en", sid)), slot)
+                  str(x.get("name_zh", sid)), str(x.get("name_en", sid)), slot,
+                  profile.id if profile else None, rate, trend, tuple(related), stuck_s)
+
+
+def _sensor_profile(c: _Checker, x: Any, w: str, kind: str, unit: str) -> Profile | bool | None:
+    """The sensor's profile, None when it has none, False when it names one that does not fit."""
+    name = x.get("profile")
+    if name is None:
+        return None
+    profiles = load_profiles()
+    prof = profiles.get(name) if isinstance(name, str) else None
+    if prof is None:
+        c.fail(x, "profile", f"{w}.profile", f"unknown profile {name!r}; use one of {sorted(profiles)} "
+               "(files in detectors/profiles/)")
+        return False
+    if kind not in prof.kinds:
+        c.fail(x, "profile", f"{w}.profile", f"profile {name} is for {list(prof.kinds)} sensors, not {kind}")
+        return False
+    if unit != prof.unit:
+        c.fail(x, "unit", f"{w}.unit", f"profile {name} is written in {prof.unit!r}; configure the sensor in "
+               f"{prof.unit!r} (ingest converts readings sent in other units)")
+        return False
+    return prof
+
+
+def _merge_profile(c: _Checker, x: Any, w: str, prof: Profile, raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Profile defaults, then the site's overrides; an override looser than the standard's bound is refused."""
+    design = x.get("design") or {}
+    missing = prof.design_params - set(design)
+    if missing:
+        c.fail(x, "design", f"{w}.design", f"profile {prof.id} needs design values {sorted(missing)} "
+               f"(e.g. design: {{{sorted(missing)[0]}: 6.0}})")
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for name, plim in prof.limits.items():
+        value, reset = plim.resolve(design)
+        spec: dict[str, Any] = {"value": value, "reset": reset, "level": plim.level, "clause": plim.clause,
+                                "latching": prof.latching}
+        site = raw.get(name)
+        if isinstance(site, dict):
+            spec.update({k: v for k, v in site.items() if k != "clause"})
+            if "value" in site and site["value"] != value:
+                spec["clause"] = f"site value, stricter than {plim.clause}"
+            if "clause" in site:
+                spec["clause"] = site["clause"]
+            v = site.get("value")
+            if plim.bound is not None and _number(v):
+                high = name in HIGH_LIMITS
+                if (high and v > plim.bound) or (not high and v < plim.bound):
+                    side, op = ("maximum", "<=") if high else ("minimum", ">=")
+                    c.fail(site, "value", f"{w}.limits.{name}.value",
+                           f"{v} {prof.unit} is looser than the standard's {side} {plim.bound} {prof.unit} "
+                           f"({plim.clause}); use a value {op} {plim.bound}")
+            if "value" in site and "reset" not in site:
+                # Keep the profile's deadband width when only the set value is made stricter.
+                spec["reset"] = round(float(site["value"]) - (value - reset), 6)
+        out[name] = _LineDict(spec) if not isinstance(site, _LineDict) else _copy_lines(site, spec)
+    for name, site in raw.items():
+        if name not in out:
+            out[name] = site
+    return out
+
+
+def _copy_lines(src: _LineDict, values: dict[str, Any]) -> _LineDict:
+    d = _LineDict(values)
+    d.line = src.line
+    d.key_lines = dict(src.key_lines)
+    return d
+
+
+def _rate(c: _Checker, x: Any, w: str) -> RateSpec | bool | None:
+    spec = x.get("rate")
+    if spec is None:
+        return None
+    rw = f"{w}.rate"
+    v = c.req(spec, "max_per_min", rw, float, "largest credible change per minute in the sensor's unit")
+    level = c.opt(spec, "level", rw, int, 3)
+    clause = c.req(spec, "clause", rw, str)
+    if v is None or level is None or clause is None:
+        return False
+    if v <= 0:
+        c.fail(spec, "max_per_min", f"{rw}.max_per_min", "must be > 0")
+        return False
+    return RateSpec(v, level, clause)
+
+
+def _trend(c: _Checker, x: Any, w: str, limits: dict[str, Limit]) -> TrendSpec | bool | None:
+    spec = x.get("trend")
+    if spec is None:
+        return None
+    tw = f"{w}.trend"
+    horizon = c.req(spec, "horizon_s", tw, float, "warn when the limit will be reached within this many seconds")
+    level = c.opt(spec, "level", tw, int, 3)
+    target = c.opt(spec, "limit", tw, str, "HH")
+    tau = c.opt(spec, "tau_s", tw, float, 120.0)
+    if None in (horizon, level, target, tau):
+        return False
+    if target not in limits:
+        c.fail(spec, "limit", f"{tw}.limit",
+               f"the sensor has no {target} limit to forecast; use one of {sorted(limits)}")
+        return False
+    if horizon <= 0 or tau <= 0:
+        c.fail(spec, "horizon_s", tw, "horizon_s and tau_s must be > 0")
+        return False
+    return TrendSpec(horizon, level, target, tau)

@@ -53,38 +53,58 @@ def sensor(sid: str, kind: str, unit: str, period: float, rng: list, zh: str, en
             "name_zh": zh, "name_en": en, "limits": limits}
 
 
-def tank_sensors(src: str, tanks: int, product_zh: str, product_en: str) -> list[dict]:
+def tank_sensors(src: str, tanks: int, product_zh: str, product_en: str, inflow: bool = False) -> list[dict]:
     out = []
     for t in range(1, tanks + 1):
-        tag = f"T{t:02d}"
-        out.append(sensor(f"{src}-{tag}-LT", "level", "%", 10, [0, 100], f"{tag}储罐{product_zh}液位",
-                          f"{tag} {product_en} tank level",
-                          {"LL": lim(5, 7, TANK), "L": lim(10, 12, TANK),
-                           "H": lim(85, 83, TANK), "HH": lim(90, 88, TANK)}))
-        out.append(sensor(f"{src}-{tag}-TT", "temperature", "°C", 30, [-40, 120], f"{tag}储罐温度",
-                          f"{tag} tank temperature", {"H": lim(45, 43, TANK), "HH": lim(55, 52, TANK)}))
-        out.append(sensor(f"{src}-{tag}-PT", "pressure", "kPa", 10, [-5, 50], f"{tag}储罐压力",
-                          f"{tag} tank pressure", {"H": lim(15, 13, TANK), "HH": lim(20, 18, TANK)}))
+        tag = f"{src}-T{t:02d}"
+        short = f"T{t:02d}"
+        level = sensor(f"{tag}-LT", "level", "%", 10, [0, 100], f"{short}储罐{product_zh}液位",
+                       f"{short} {product_en} tank level", {})
+        level["profile"] = "tank_level"
+        # Time-to-overfill: warn when the fill trend reaches HH within 30 minutes.
+        level["trend"] = {"horizon_s": 1800, "level": 3, "limit": "HH", "tau_s": 120}
+        level["rate"] = {"max_per_min": 2.0, "level": 3,
+                         "clause": "site design: largest credible level change 2 %/min (verify)"}
+        if inflow:
+            # Buncefield: a level gauge that stays flat while product flows in is itself an alarm.
+            level["related"] = [f"{tag}-FT"]
+            level["stuck_s"] = 300
+        out.append(level)
+        temp = sensor(f"{tag}-TT", "temperature", "°C", 30, [-40, 120], f"{short}储罐温度", f"{short} tank temperature", {})
+        temp["profile"] = "tank_temperature"
+        out.append(temp)
+        pres = sensor(f"{tag}-PT", "pressure", "kPa", 10, [-5, 50], f"{short}储罐压力", f"{short} tank pressure", {})
+        pres["profile"] = "tank_pressure"
+        out.append(pres)
+        if inflow:
+            out.append(sensor(f"{tag}-FT", "flow", "m3/h", 10, [0, 1500], f"{short}储罐进料流量",
+                              f"{short} tank inflow", {}))
     return out
 
 
+def _profiled(sid: str, kind: str, unit: str, period: float, rng: list, zh: str, en: str, profile: str,
+              limits: dict | None = None) -> dict:
+    d = sensor(sid, kind, unit, period, rng, zh, en, limits or {})
+    d["profile"] = profile
+    if not limits:
+        del d["limits"]
+    return d
+
+
 def combustible(src: str, n: int, area_zh: str) -> list[dict]:
-    return [sensor(f"{src}-GC{i:02d}", "gas_combustible", "%LEL", 5, [0, 100], f"{area_zh}可燃气体探测器{i:02d}",
-                   f"combustible gas detector {i:02d}",
-                   {"H": lim(25, 20, GAS, 3), "HH": lim(50, 45, GAS, 2)}) for i in range(1, n + 1)]
+    return [_profiled(f"{src}-GC{i:02d}", "gas_combustible", "%LEL", 5, [0, 100], f"{area_zh}可燃气体探测器{i:02d}",
+                      f"combustible gas detector {i:02d}", "gas_combustible") for i in range(1, n + 1)]
 
 
 def toxic(src: str, n: int, gas: str, oel: float, area_zh: str) -> list[dict]:
-    clause = f"{GAS}; {gas} OEL {oel} mg/m3 (verify)"
-    return [sensor(f"{src}-GT{i:02d}", "gas_toxic", "mg/m3", 5, [0, oel * 20], f"{area_zh}{gas}有毒气体探测器{i:02d}",
-                   f"{gas} toxic gas detector {i:02d}",
-                   {"H": lim(oel, oel * 0.8, clause, 3), "HH": lim(2 * oel, 1.8 * oel, clause, 1)})
-            for i in range(1, n + 1)]
+    profile = f"gas_toxic_{gas.lower()}"
+    return [_profiled(f"{src}-GT{i:02d}", "gas_toxic", "mg/m3", 5, [0, oel * 20], f"{area_zh}{gas}有毒气体探测器{i:02d}",
+                      f"{gas} toxic gas detector {i:02d}", profile) for i in range(1, n + 1)]
 
 
 def oxygen(src: str, n: int) -> list[dict]:
-    return [sensor(f"{src}-OX{i:02d}", "oxygen", "%VOL", 5, [0, 30], f"氧气探测器{i:02d}", f"oxygen detector {i:02d}",
-                   {"L": lim(19.5, 19.8, O2, 3), "H": lim(23.5, 23.2, O2, 3)}) for i in range(1, n + 1)]
+    return [_profiled(f"{src}-OX{i:02d}", "oxygen", "%VOL", 5, [0, 30], f"氧气探测器{i:02d}", f"oxygen detector {i:02d}",
+                      "oxygen") for i in range(1, n + 1)]
 
 
 def tailings(src: str, dam_grade: int) -> list[dict]:
@@ -93,27 +113,29 @@ def tailings(src: str, dam_grade: int) -> list[dict]:
     phreatic_min = 6.0 if dam_grade <= 3 else 4.0
     out = []
     for i in range(1, 9):
-        out.append(sensor(f"{src}-PZ{i:02d}", "phreatic_depth", "m", 600, [0, 40], f"浸润线埋深{i:02d}",
-                          f"phreatic depth {i:02d}",
-                          {"LL": lim(phreatic_min, phreatic_min + 0.2, TSF + " red = design minimum", 1),
-                           "L": lim(round(phreatic_min * 1.1, 2), round(phreatic_min * 1.1 + 0.2, 2),
-                                    TSF + " orange = 1.1 x red", 2)}))
+        d = _profiled(f"{src}-PZ{i:02d}", "phreatic_depth", "m", 600, [0, 40], f"浸润线埋深{i:02d}",
+                      f"phreatic depth {i:02d}", "tailings_phreatic_depth")
+        d["design"] = {"design_min": phreatic_min}
+        out.append(d)
     for i in range(1, 9):
-        red = 50.0
-        out.append(sensor(f"{src}-DS{i:02d}", "displacement", "mm", 600, [0, 500], f"坝体表面位移{i:02d}",
-                          f"surface displacement {i:02d}",
-                          {"H": lim(0.8 * red, 0.8 * red - 1, TSF + " orange = 80% of red", 2),
-                           "HH": lim(red, red - 1, TSF + " red (site design, verify)", 1)}))
+        d = _profiled(f"{src}-DS{i:02d}", "displacement", "mm", 600, [0, 500], f"坝体表面位移{i:02d}",
+                      f"surface displacement {i:02d}", "tailings_displacement")
+        d["design"] = {"design_red": 50.0}
+        out.append(d)
     for i in range(1, 3):
-        out.append(sensor(f"{src}-FB{i:02d}", "freeboard", "m", 600, [0, 10], f"安全超高{i:02d}", f"freeboard {i:02d}",
-                          {"LL": lim(freeboard_min, freeboard_min + 0.05, TSF + " red = design minimum (verify)", 1)}))
-        out.append(sensor(f"{src}-BL{i:02d}", "dry_beach", "m", 600, [0, 500], f"干滩长度{i:02d}",
-                          f"dry beach length {i:02d}",
-                          {"LL": lim(beach_min, beach_min + 2, TSF + " red = design minimum (verify)", 1)}))
-    out.append(sensor(f"{src}-RG01", "rainfall", "mm", 600, [0, 300], "降雨量(24小时累计)", "rainfall (24 h total)",
-                      {"H": lim(50, 45, TSF + " yellow = rainstorm 50 mm/24 h", 3)}))
-    out.append(sensor(f"{src}-WL01", "pond_level", "m", 600, [0, 100], "库水位", "pond water level",
-                      {"H": lim(85.0, 84.8, TSF + " site design flood level (verify)", 2)}))
+        d = _profiled(f"{src}-FB{i:02d}", "freeboard", "m", 600, [0, 10], f"安全超高{i:02d}", f"freeboard {i:02d}",
+                      "tailings_freeboard")
+        d["design"] = {"design_min": freeboard_min}
+        out.append(d)
+        d = _profiled(f"{src}-BL{i:02d}", "dry_beach", "m", 600, [0, 500], f"干滩长度{i:02d}",
+                      f"dry beach length {i:02d}", "tailings_dry_beach")
+        d["design"] = {"design_min": beach_min}
+        out.append(d)
+    out.append(_profiled(f"{src}-RG01", "rainfall", "mm", 600, [0, 300], "降雨量(24小时累计)", "rainfall (24 h total)",
+                         "tailings_rainfall"))
+    d = _profiled(f"{src}-WL01", "pond_level", "m", 600, [0, 100], "库水位", "pond water level", "tailings_pond_level")
+    d["design"] = {"design_max": 85.0}
+    out.append(d)
     return out
 
 
@@ -121,23 +143,20 @@ def coal(src: str, faces: int) -> list[dict]:
     out = []
     for f in range(1, faces + 1):
         face = f"F{f}"
-        for loc, alarm, off, reset, zh, en in [
-            ("T0", 1.0, 1.5, 1.0, "上隅角", "upper corner T0"),
-            ("T1", 1.0, 1.5, 1.0, "工作面", "coal face T1"),
-            ("T2", 1.0, 1.0, 1.0, "回风巷", "face return airway T2"),
-            ("SH", 1.0, 1.5, 1.0, "采煤机", "shearer-mounted"),
+        for loc, profile, zh, en in [
+            ("T0", "methane_t0", "上隅角", "upper corner T0"),
+            ("T1", "methane_t1", "工作面", "coal face T1"),
+            ("T2", "methane_t2", "回风巷", "face return airway T2"),
+            ("SH", "methane_shearer", "采煤机", "shearer-mounted"),
         ]:
-            out.append(sensor(f"{src}-{face}-CH4-{loc}", "methane", "%CH4", 10, [0, 40],
-                              f"{face}{zh}甲烷", f"{face} methane {en}",
-                              {"H": lim(alarm, alarm, CH4 + " alarm", 2),
-                               "HH": lim(off, reset, CH4 + " power-off / re-energise", 1)}))
+            out.append(_profiled(f"{src}-{face}-CH4-{loc}", "methane", "%CH4", 10, [0, 40],
+                                 f"{face}{zh}甲烷", f"{face} methane {en}", profile))
         out.append(sensor(f"{src}-{face}-CO", "carbon_monoxide", "ppm", 10, [0, 1000], f"{face}一氧化碳",
                           f"{face} carbon monoxide", {"H": lim(24, 20, "煤矿安全规程 第135条 CO 24 ppm", 2)}))
         out.append(sensor(f"{src}-{face}-WS", "wind_speed", "m/s", 10, [0, 15], f"{face}风速", f"{face} air velocity",
                           {"L": lim(0.25, 0.3, "煤矿安全规程 第136条 minimum face air velocity", 2)}))
-    out.append(sensor(f"{src}-T3-CH4", "methane", "%CH4", 10, [0, 40], "进风巷甲烷T3", "intake airway methane T3",
-                      {"H": lim(0.5, 0.5, CH4 + " intake alarm", 2),
-                       "HH": lim(0.5, 0.5, CH4 + " intake power-off", 1)}))
+    out.append(_profiled(f"{src}-T3-CH4", "methane", "%CH4", 10, [0, 40], "进风巷甲烷T3", "intake airway methane T3",
+                         "methane_t3"))
     out.append(sensor(f"{src}-MR-CH4", "methane", "%CH4", 10, [0, 40], "总回风巷甲烷", "main return methane",
                       {"H": lim(0.75, 0.7, "煤矿安全规程 第172条 main return > 0.75% investigate", 3)}))
     return out
@@ -146,7 +165,7 @@ def coal(src: str, faces: int) -> list[dict]:
 def build() -> dict:
     sources = [
         ("S01", "E01", "tank_farm", "一号汽油罐区", "No.1 gasoline tank farm", 3,
-         tank_sensors("S01", 10, "汽油", "gasoline") + combustible("S01", 12, "一号罐区")),
+         tank_sensors("S01", 10, "汽油", "gasoline", inflow=True) + combustible("S01", 12, "一号罐区")),
         ("S02", "E01", "tank_farm", "原油罐区", "crude oil tank farm", 2,
          tank_sensors("S02", 6, "原油", "crude") + combustible("S02", 12, "原油罐区")),
         ("S03", "E02", "gas_area", "液化石油气球罐区", "LPG sphere area", 1,

@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.limits import LimitState, evaluate_limits
+from detectors.limits import EVENT_NAMES, LimitParams, LimitState, evaluate_limits, reset_latches
 
 NAN = np.nan
 # Two sensors: a tank level (LL 5/7, L 10/12, H 85/83, HH 90/88) and a methane head with the legal
@@ -13,17 +13,20 @@ SET = np.array([[5, 10, 85, 90], [NAN, NAN, 1.0, 1.5]], dtype=float)
 RESET = np.array([[7, 12, 83, 88], [NAN, NAN, 1.0, 1.0]], dtype=float)
 
 
-def run(state, slots, values, ts=None, q=None):
+PARAMS = LimitParams.simple(SET, RESET)
+
+
+def run(state, slots, values, ts=None, q=None, params=PARAMS):
     n = len(values)
     ts = np.arange(1, n + 1) * 1000 if ts is None else np.asarray(ts)
     q = np.zeros(n, dtype=np.int8) if q is None else np.asarray(q, dtype=np.int8)
-    return evaluate_limits(state, np.asarray(slots), ts, np.asarray(values, dtype=float), q, SET, RESET)
+    return evaluate_limits(state, np.asarray(slots), ts, np.asarray(values, dtype=float), q, params)
 
 
 def transitions(ev):
     names = ["LL", "L", "H", "HH"]
-    return [(int(s), names[k], "raise" if r else "clear", int(t)) for s, k, r, t in
-            zip(ev.slot, ev.limit, ev.raised, ev.ts_ms, strict=True)]
+    return [(int(s), names[k], EVENT_NAMES[int(c)], int(t)) for s, k, c, t in
+            zip(ev.slot, ev.limit, ev.kind, ev.ts_ms, strict=True)]
 
 
 def test_high_and_high_high_with_separate_reset_levels():
@@ -71,9 +74,15 @@ readings = st.lists(
 )
 
 
+DELAYED = LimitParams(SET, RESET, np.array([[0, 0, 2000, 0], [0, 0, 0, 3000]]),
+                      np.array([[0, 0, 1500, 0], [0, 0, 2500, 0]]), np.array([[False, False, False, True],
+                                                                                [False, False, True, False]]))
+
+
 @settings(max_examples=300, deadline=None)
-@given(readings, st.lists(st.integers(1, 40), min_size=1, max_size=20))
-def test_same_events_however_the_stream_is_cut(rows, cuts):
+@given(readings, st.lists(st.integers(1, 40), min_size=1, max_size=20), st.booleans())
+def test_same_events_however_the_stream_is_cut(rows, cuts, delayed):
+    params = DELAYED if delayed else PARAMS
     """Event-identical results for any batch split, including out-of-order and bad-quality readings."""
     slots = np.array([r[0] for r in rows])
     vals = np.array([r[1] if r[0] == 0 else r[1] / 40 for r in rows])
@@ -81,17 +90,43 @@ def test_same_events_however_the_stream_is_cut(rows, cuts):
     # Mostly increasing time with some readings arriving late (jitter).
     ts = np.cumsum(np.full(len(rows), 1000)) - np.array([r[3] for r in rows]) * 1500
 
-    whole_state, whole, _ = evaluate_limits(LimitState.empty(2), slots, ts, vals, q, SET, RESET)
+    whole_state, whole, _ = evaluate_limits(LimitState.empty(2), slots, ts, vals, q, params)
     state = LimitState.empty(2)
     got = []
     i = 0
     k = 0
     while i < len(rows):
         j = min(len(rows), i + cuts[k % len(cuts)])
-        state, ev, _ = evaluate_limits(state, slots[i:j], ts[i:j], vals[i:j], q[i:j], SET, RESET)
+        state, ev, _ = evaluate_limits(state, slots[i:j], ts[i:j], vals[i:j], q[i:j], params)
         got += transitions(ev)
         i, k = j, k + 1
     key = lambda e: (e[3], e[0], e[1])  # noqa: E731 - sort key
     assert sorted(got, key=key) == sorted(transitions(whole), key=key)
     assert np.array_equal(state.active, whole_state.active)
-    assert np.array_equal(state.since_ms, whole_state.since_ms)
+    for name in ("cond", "cond_since_ms", "active", "latched", "since_ms", "last_ts_ms"):
+        assert np.array_equal(getattr(state, name), getattr(whole_state, name)), name
+
+
+def test_on_delay_suppresses_a_short_excursion_and_off_delay_holds_the_alarm():
+    params = LimitParams(SET, RESET, np.full((2, 4), 3000), np.full((2, 4), 2000), np.zeros((2, 4), dtype=bool))
+    # 1 s over H (shorter than the 3 s on-delay): nothing. Then 4 s over: raise at the reading 3 s in.
+    _, ev, _ = run(LimitState.empty(2), [0] * 9, [50, 86, 50, 86, 86, 86, 86, 50, 50],
+                   ts=[0, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 9000], params=params)
+    assert transitions(ev) == [(0, "H", "raise", 6000), (0, "H", "clear", 9000)]
+
+
+def test_gas_alarm_latches_until_a_person_resets_it():
+    params = LimitParams(SET, RESET, np.zeros((2, 4), dtype=np.int64), np.zeros((2, 4), dtype=np.int64),
+                         np.array([[False] * 4, [False, False, True, True]]))
+    st1, ev, _ = run(LimitState.empty(2), [1] * 4, [0.2, 1.2, 0.4, 1.1], params=params)
+    # Raised, back to normal (still latched), re-sounds on a new excursion while latched.
+    assert transitions(ev) == [(1, "H", "raise", 2000), (1, "H", "rtn", 3000), (1, "H", "realarm", 4000)]
+    assert st1.alarm[1, 2]
+    st2, _, _ = run(st1, [1], [0.3], ts=[5000], params=params)
+    assert st2.alarm[1, 2] and not st2.active[1, 2]
+    st3, cleared = reset_latches(st2, [1], [2])
+    assert cleared.tolist() == [True] and not st3.alarm[1, 2]
+    # A reset is refused while the gas is still there.
+    st4, _, _ = run(st3, [1], [1.3], ts=[6000], params=params)
+    _, refused = reset_latches(st4, [1], [2])
+    assert refused.tolist() == [False]

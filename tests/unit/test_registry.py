@@ -57,10 +57,10 @@ def _broken(tmp_path: Path, mutate) -> RegistryError:
 
 def test_errors_name_file_line_key_and_fix(tmp_path):
     def mutate(doc):
-        lim = doc["hazard_sources"][0]["sensors"][0]["limits"]
-        lim["HH"]["reset"] = 95  # above its set value 90
+        doc["hazard_sources"][0]["sensors"][0]["limits"] = {"HH": {"reset": 95}}  # above its set value 90
         doc["hazard_sources"][1]["enterprise"] = "E99"
-        del doc["hazard_sources"][2]["sensors"][0]["limits"]["H"]["clause"]
+        co = next(x for x in doc["hazard_sources"][9]["sensors"] if x["id"].endswith("-CO"))
+        del co["limits"]["H"]["clause"]
 
     err = _broken(tmp_path, mutate)
     text = str(err)
@@ -68,7 +68,7 @@ def test_errors_name_file_line_key_and_fix(tmp_path):
     assert "reg.yaml:" in text
     assert "hazard_sources[S01].sensors[S01-T01-LT].limits.HH.reset" in text and "must be at or below" in text
     assert "unknown enterprise 'E99'" in text and "use one of" in text
-    assert "limits.H.clause: missing" in text
+    assert "S10-F1-CO].limits.H.clause: missing" in text
     # Line numbers point into the file the engineer edits.
     line = int(text.split("reg.yaml:")[1].split(" ")[0])
     assert line > 1
@@ -83,6 +83,54 @@ def test_duplicate_sensor_and_bad_unit_rejected(tmp_path):
     text = str(_broken(tmp_path, mutate))
     assert "duplicate sensor id" in text
     assert "'furlongs' is not a unit for" in text
+
+
+def _sensor(doc, sid):
+    return next(x for s in doc["hazard_sources"] for x in s["sensors"] if x["id"] == sid)
+
+
+def test_profile_values_looser_than_the_standard_are_refused_with_the_clause(tmp_path):
+    def mutate(doc):
+        _sensor(doc, "S01-GC01")["limits"] = {"H": {"value": 30}}  # GB/T 50493: level 1 <= 25 %LEL
+        _sensor(doc, "S10-F1-CH4-T1")["limits"] = {"HH": {"value": 1.8}}  # power-off at 1.5 % at the face
+        _sensor(doc, "S04-OX01")["limits"] = {"L": {"value": 18.0}}  # oxygen low alarm >= 19.5 %VOL
+
+    text = str(_broken(tmp_path, mutate))
+    assert "30 %LEL is looser than the standard's maximum 25.0 %LEL (GB/T 50493-2019 5.5.2" in text
+    assert "use a value <= 25.0" in text
+    assert "1.8 %CH4 is looser than the standard's maximum 1.5 %CH4" in text
+    assert "18.0 %VOL is looser than the standard's minimum 19.5 %VOL" in text and "use a value >= 19.5" in text
+
+
+def test_stricter_site_value_is_accepted_and_keeps_the_deadband(tmp_path):
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    _sensor(doc, "S01-GC01")["limits"] = {"H": {"value": 20}}
+    p = tmp_path / "ok.yaml"
+    p.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+    lim = load_registry(p).limit("S01-GC01", "H")
+    assert (lim.value, lim.reset, lim.latching) == (20.0, 15.0, True)
+    assert lim.clause.startswith("site value, stricter than GB/T 50493-2019")
+
+
+def test_profile_mismatch_and_missing_design_values(tmp_path):
+    def mutate(doc):
+        _sensor(doc, "S01-GC02")["profile"] = "gas_combustible_typo"
+        _sensor(doc, "S01-GC03")["profile"] = "oxygen"
+        del _sensor(doc, "S08-PZ01")["design"]
+
+    text = str(_broken(tmp_path, mutate))
+    assert "unknown profile 'gas_combustible_typo'" in text
+    assert "profile oxygen is for ['oxygen'] sensors, not gas_combustible" in text
+    assert "profile tailings_phreatic_depth needs design values ['design_min']" in text
+
+
+def test_methane_profiles_follow_the_coal_mine_safety_regulations(registry):
+    face = registry.limit("S10-F1-CH4-T1", "HH")
+    assert (face.value, face.reset, face.raise_name, face.clear_name) == (1.5, 1.0, "power_off", "re_energise")
+    ret = registry.limit("S10-F1-CH4-T2", "HH")
+    assert (ret.value, ret.reset) == (1.0, 1.0)
+    phreatic = registry.limit("S08-PZ01", "L")
+    assert phreatic.value == 6.6 and phreatic.level == 2  # orange = 1.1 x the design minimum 6 m
 
 
 def test_missing_file_and_bad_yaml(tmp_path):

@@ -1,0 +1,118 @@
+"""Sensor health: a sensor that lies or falls silent is itself an alarm.
+
+- out of range: a value outside the instrument's range (broken loop, wrong scaling);
+- bad quality: the gateway flags the value as bad;
+- stuck: the value has not moved for stuck_s while a related sensor shows the process moving (Buncefield: the
+  level gauge flat-lined while product kept flowing in);
+- offline: no value within `multiple` x the expected reporting period, judged on a clock tick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from detectors.scan import Segments, forward_fill_index, prev_in_segment
+from detectors.transitions import put, toggle, transitions
+
+HEALTH_RULES = ("out_of_range", "bad_quality", "stuck", "offline")
+OOR, BADQ, STUCK, OFFLINE = range(4)
+FLAT_FRACTION = 1e-4  # a step smaller than 0.01 % of the span counts as "no change"
+MOVING_FRACTION = 0.01  # a related flow above 1 % of its span means product is moving
+
+
+@dataclass(frozen=True)
+class HealthState:
+    active: np.ndarray  # bool [sensors, 4]
+    since_ms: np.ndarray  # int64 [sensors, 4]
+    flat_since_ms: np.ndarray  # int64 [sensors]: time of the last real change of value
+    last_seen_ms: np.ndarray  # int64 [sensors]: newest reading of any quality (for offline)
+
+    @classmethod
+    def empty(cls, n: int) -> HealthState:
+        return cls(np.zeros((n, 4), dtype=bool), np.zeros((n, 4), dtype=np.int64), np.zeros(n, dtype=np.int64),
+                   np.full(n, np.iinfo(np.int64).min, dtype=np.int64))
+
+
+def evaluate_health(state: HealthState, seg: Segments, t: np.ndarray, v: np.ndarray, q_bad: np.ndarray,
+                    last_v: np.ndarray, lo: np.ndarray, hi: np.ndarray, related: np.ndarray,
+                    stuck_ms: np.ndarray, related_value: np.ndarray) -> tuple[HealthState, dict[str, np.ndarray]]:
+    """Readings sorted by segment, including bad-quality ones (q_bad marks them).
+
+    related[slot]: the related sensor's slot or -1; related_value: the related sensor's latest value at each
+    reading's time (NaN if unknown), computed by the caller with an as-of join.
+    """
+    s = seg.slot
+    span = hi[s] - lo[s]
+    good = ~q_bad
+    oor = good & ((v < lo[s]) | (v > hi[s]))
+    # Flatness: time since the value last moved by more than a tiny fraction of the span.
+    pv = prev_in_segment(seg, v, last_v[s])
+    moved = good & ~(np.abs(v - pv) <= FLAT_FRACTION * span)
+    km = forward_fill_index(seg, moved)
+    flat_since = np.where(km >= 0, t[np.maximum(km, 0)], state.flat_since_ms[s])
+    flat_since = np.where(flat_since == 0, t, flat_since)  # first reading ever starts the clock
+    rel = related[s]
+    rel_span = np.where(rel >= 0, hi[np.maximum(rel, 0)] - lo[np.maximum(rel, 0)], np.nan)
+    with np.errstate(invalid="ignore"):
+        rel_moving = (rel >= 0) & (related_value > MOVING_FRACTION * rel_span)
+    stuck = good & rel_moving & (t - flat_since >= stuck_ms[s])
+    on = np.stack([oor, q_bad, stuck], axis=1)
+    off = np.stack([good & ~oor, good, good & ~stuck], axis=1)
+    prior = state.active[s][:, :3]
+    active = toggle(seg, on, off & ~on, prior)
+    # A reading of any quality ends an offline alarm.
+    offline = np.zeros(len(s), dtype=bool)
+    full = np.concatenate([active, offline[:, None]], axis=1)
+    prior_full = state.active[s]
+    kind, since = transitions(seg, full, prior_full, t, state.since_ms[s])
+    er, ek = np.nonzero(kind >= 0)
+    values = np.stack([v, v, t - flat_since, v], axis=1).astype(float)
+    thresholds = np.stack([np.where(v < lo[s], lo[s], hi[s]), np.full_like(v, 2.0), stuck_ms[s] / 1.0,
+                           np.zeros_like(v)], axis=1)
+    events = {"row": er, "rule": ek, "kind": kind[er, ek], "value": values[er, ek], "threshold": thresholds[er, ek],
+              "since_ms": since[er, ek]}
+    ls = s[seg.last]
+    new = HealthState(put(state.active, ls, full[seg.last]), put(state.since_ms, ls, since[seg.last]),
+                      put(state.flat_since_ms, ls, flat_since[seg.last]),
+                      put(state.last_seen_ms, ls, np.maximum(state.last_seen_ms[ls], t[seg.last])))
+    return new, events
+
+
+def check_offline(state: HealthState, slots: np.ndarray, now_ms: int, period_s: np.ndarray,
+                  multiple: float) -> tuple[HealthState, dict[str, np.ndarray]]:
+    """Clock tick for `slots` (the sensors this worker owns): raise offline where nothing arrived in time."""
+    seen = state.last_seen_ms[slots]
+    late = (seen > np.iinfo(np.int64).min // 2) & (now_ms - seen > multiple * period_s[slots] * 1000.0)
+    was = state.active[slots, OFFLINE]
+    rise = late & ~was
+    ev = slots[rise]
+    active = state.active.copy()
+    since = state.since_ms.copy()
+    active[ev, OFFLINE] = True
+    since[ev, OFFLINE] = now_ms
+    events = {"slot": ev, "kind": np.ones(len(ev), dtype=np.int8), "value": (now_ms - seen[rise]) / 1000.0,
+              "threshold": multiple * period_s[ev], "since_ms": since[ev, OFFLINE]}
+    return HealthState(active, since, state.flat_since_ms, state.last_seen_ms), events
+
+
+def related_values_asof(seg: Segments, t: np.ndarray, v: np.ndarray, good: np.ndarray, related: np.ndarray,
+                        last_v: np.ndarray) -> np.ndarray:
+    """For each reading, the related sensor's latest good value at or before its time (as-of join)."""
+    s = seg.slot
+    rel = related[s]
+    out = np.full(len(s), np.nan)
+    need = rel >= 0
+    if not need.any():
+        return out
+    span = np.int64(1) << 43
+    src = np.flatnonzero(good)
+    keys = s[src] * span + t[src]
+    order = np.argsort(keys, kind="stable")
+    keys, vals = keys[order], v[src][order]
+    q = rel[need] * span + t[need]
+    pos = np.searchsorted(keys, q, side="right") - 1
+    hit = (pos >= 0) & (keys[np.maximum(pos, 0)] // span == rel[need])
+    out[need] = np.where(hit, vals[np.maximum(pos, 0)], last_v[rel[need]])
+    return out
