@@ -18,6 +18,10 @@ _CST = timedelta(hours=8)  # duty officers read China Standard Time
 _LIMIT_ZH = {"HH": "超过高高限", "H": "超过高限", "L": "低于低限", "LL": "低于低低限"}
 _LIMIT_EN = {"HH": "above high-high limit", "H": "above high limit", "L": "below low limit",
              "LL": "below low-low limit"}
+_RULE_ZH = {"limit": "越限", "rate": "变化速率异常", "trend": "趋势预警", "drift": "读数漂移", "stuck": "读数卡滞",
+            "offline": "数据中断", "out_of_range": "超出量程", "bad_quality": "数据质量坏值"}
+_RULE_EN = {"limit": "limit", "rate": "rate of change", "trend": "trend", "drift": "drift", "stuck": "stuck sensor",
+            "offline": "no data", "out_of_range": "out of range", "bad_quality": "bad quality"}
 
 
 def _fmt(x: float) -> str:
@@ -28,6 +32,39 @@ def _unit(u: str) -> str:
     return u if u in ("%", "°C") else f" {u}"
 
 
+def _raise_text(det: dict[str, Any], u: str) -> tuple[str, str]:
+    """The condition itself, without the header and names."""
+    rule, value, thr = det["rule"], _fmt(det["value"]), _fmt(det["threshold"])
+    if rule == "limit":
+        if det.get("action") == "power_off":
+            return (f"{value}{u} 达到断电值 {thr}{u}，应立即切断相关区域电源并撤人",
+                    f"{value}{u} at the power-off level {thr}{u}: cut power in the area and withdraw people")
+        return f"{value}{u} {_LIMIT_ZH[det['limit']]} {thr}{u}", f"{value}{u} {_LIMIT_EN[det['limit']]} {thr}{u}"
+    if rule == "rate":
+        return (f"变化速率 {value}{u}/分钟，超过允许的 {thr}{u}/分钟",
+                f"changing at {value}{u}/min, faster than the credible {thr}{u}/min")
+    if rule == "trend":
+        fc = det.get("forecast_s")
+        mins = f"{fc / 60:.0f}" if fc is not None else "?"
+        slope = _fmt(det.get("slope_per_min") or 0.0)
+        return (f"按当前趋势（{slope}{u}/分钟）预计约 {mins} 分钟后达到限值 {thr}{u}（当前 {value}{u}）",
+                f"at the current trend ({slope}{u}/min) reaches the limit {thr}{u} in about {mins} min "
+                f"(now {value}{u})")
+    if rule == "drift":
+        return (f"读数偏离长期基线 {value}{u}，请校验传感器",
+                f"reading drifted {value}{u} from its baseline; check calibration")
+    if rule == "stuck":
+        mins = f"{det['value'] / 60000:.0f}"
+        return (f"读数已 {mins} 分钟无变化，而关联传感器显示工艺仍在进行（疑似卡滞，参照邦斯菲尔德事故）",
+                f"flat for {mins} min while the related sensor shows the process moving (suspected stuck gauge)")
+    if rule == "offline":
+        return (f"已 {det['value']:.0f} 秒无数据（允许 {thr} 秒），通信或传感器故障",
+                f"no data for {det['value']:.0f} s (allowed {thr} s): communication or sensor failure")
+    if rule == "out_of_range":
+        return f"读数 {value}{u} 超出量程", f"reading {value}{u} outside the instrument range"
+    return "数据质量标记为坏值", "the gateway marks the value as bad quality"
+
+
 def alert_record(det: dict[str, Any], reg: Registry) -> dict[str, Any]:
     src = reg.sources[det["source"]]
     ent = reg.enterprises[src.enterprise]
@@ -36,21 +73,34 @@ def alert_record(det: dict[str, Any], reg: Registry) -> dict[str, Any]:
     u = _unit(det["unit"])
     when = datetime.fromtimestamp(det["ts_ms"] / 1000, tz=UTC) + _CST
     clock = when.strftime("%Y-%m-%d %H:%M:%S") + " CST"
-    value, thr = _fmt(det["value"]), _fmt(det["threshold"])
-    if det["state"] == "raise":
-        record_id = det["alert_id"]
-        zh = (f"【{colour_zh}预警】{ent.name_zh} {src.name_zh} {sensor.name_zh} {value}{u} "
-              f"{_LIMIT_ZH[det['limit']]} {thr}{u}（{lvl_zh}，{clock}，依据 {det['clause']}）")
-        en = (f"[{colour_en.upper()} {lvl_en}] {ent.name_en} / {src.name_en} / {sensor.name_en} {value}{u} "
-              f"{_LIMIT_EN[det['limit']]} {thr}{u} ({clock}; per {det['clause']})")
+    who_zh = f"{ent.name_zh} {src.name_zh} {sensor.name_zh}"
+    who_en = f"{ent.name_en} / {src.name_en} / {sensor.name_en}"
+    state = det["state"]
+    if state in ("raise", "realarm"):
+        record_id = det["alert_id"] if state == "raise" else stable_id(det["alert_id"], state, det["ts_ms"])
+        zh, en = _raise_text(det, u)
+        again_zh, again_en = ("再次", "AGAIN ") if state == "realarm" else ("", "")
+        zh = f"【{colour_zh}预警{again_zh}】{who_zh} {zh}（{lvl_zh}，{clock}，依据 {det['clause']}）"
+        en = f"[{again_en}{colour_en.upper()} {lvl_en}] {who_en} {en} ({clock}; per {det['clause']})"
     else:
-        record_id = stable_id(det["alert_id"], "clear", det["ts_ms"])
-        high = det["limit"] in ("H", "HH")
-        zh_dir = "回落至复位值" if high else "回升至复位值"
-        en_dir = "back below reset level" if high else "back above reset level"
-        zh = (f"【预警解除】{ent.name_zh} {src.name_zh} {sensor.name_zh} {value}{u} 已{zh_dir} {thr}{u}"
-              f"{'以下' if high else '以上'}（原{colour_zh}预警，{clock}）")
-        en = (f"[CLEARED] {ent.name_en} / {src.name_en} / {sensor.name_en} {value}{u} {en_dir} {thr}{u} "
-              f"(was {colour_en} {lvl_en}; {clock})")
+        record_id = stable_id(det["alert_id"], state, det["ts_ms"])
+        value, thr = _fmt(det["value"]), _fmt(det["threshold"])
+        if det["rule"] == "limit":
+            high = det["limit"] in ("H", "HH")
+            zh_dir = "回落至复位值" if high else "回升至复位值"
+            en_dir = "back below reset level" if high else "back above reset level"
+            zh_cond = f"{value}{u} 已{zh_dir} {thr}{u}{'以下' if high else '以上'}"
+            en_cond = f"{value}{u} {en_dir} {thr}{u}"
+            if det.get("action") == "re_energise":
+                zh_cond += "，可以复电"
+                en_cond += "; power may be restored"
+        else:
+            zh_cond, en_cond = f"{_RULE_ZH[det['rule']]}已恢复正常", f"{_RULE_EN[det['rule']]} back to normal"
+        if state == "rtn":
+            zh = f"【恢复待复位】{who_zh} {zh_cond}，报警已锁存，须人工复位（原{colour_zh}预警，{clock}）"
+            en = f"[NORMAL, LATCHED] {who_en} {en_cond}; the alarm stays latched until reset ({colour_en}; {clock})"
+        else:
+            zh = f"【预警解除】{who_zh} {zh_cond}（原{colour_zh}预警，{clock}）"
+            en = f"[CLEARED] {who_en} {en_cond} (was {colour_en} {lvl_en}; {clock})"
     return {**det, "record_id": record_id, "district": ent.district, "colour": colour_en,
             "source_grade": src.grade, "text_zh": zh, "text_en": en}

@@ -45,13 +45,14 @@ def evaluate_drift(state: DriftState, seg: Segments, t: np.ndarray, v: np.ndarra
     mean_before = np.where(seg.start, np.where(fresh, v, prior_mean), np.r_[np.nan, mean_after[:-1]])
     dev = v - mean_before
     kk, hh = k[s], h[s]
-    y = np.stack([dev - kk, -dev - kk], axis=1)
+    tracked = np.isfinite(tau) & np.isfinite(hh)
+    # Untracked sensors contribute zeros: a NaN would poison the cumulative sum of every later segment.
+    y = np.where(tracked[:, None], np.stack([dev - kk, -dev - kk], axis=1), 0.0)
     c = segmented_cumsum(seg, y)
     s0 = state.cusum[s][seg.seg_start]
     low = np.minimum(-s0, segmented_cummin(seg, c))
     cus = c - low
     score = cus.max(axis=1)
-    tracked = np.isfinite(tau) & np.isfinite(hh)
     on = tracked & (score > hh)
     off = tracked & (score <= 0.5 * hh)
     active = toggle(seg, on, off, state.active[s])

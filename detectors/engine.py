@@ -134,8 +134,7 @@ class DetectorEngine:
             seg = sorted_segments(slot, keep_h)
             t, v, qb = ts[seg.order], val[seg.order], bad[seg.order]
             relv = related_values_asof(seg, t, v, ~qb, p.related, st["last"].value)
-            st["health"], ev = evaluate_health(hs, seg, t, v, qb, st["last"].value, p.lo, p.hi, p.related,
-                                               p.stuck_ms, relv)
+            st["health"], ev = evaluate_health(hs, seg, t, v, qb, p.lo, p.hi, p.related, p.stuck_ms, relv)
             out += self._health_records(seg.slot[ev["row"]], t[ev["row"]], ev)
 
         ls: LimitState = st["limits"]

@@ -28,15 +28,16 @@ class HealthState:
     since_ms: np.ndarray  # int64 [sensors, 4]
     flat_since_ms: np.ndarray  # int64 [sensors]: time of the last real change of value
     last_seen_ms: np.ndarray  # int64 [sensors]: newest reading of any quality (for offline)
+    last_good: np.ndarray  # float [sensors]: newest good value seen here (for flatness)
 
     @classmethod
     def empty(cls, n: int) -> HealthState:
         return cls(np.zeros((n, 4), dtype=bool), np.zeros((n, 4), dtype=np.int64), np.zeros(n, dtype=np.int64),
-                   np.full(n, np.iinfo(np.int64).min, dtype=np.int64))
+                   np.full(n, np.iinfo(np.int64).min, dtype=np.int64), np.full(n, np.nan))
 
 
 def evaluate_health(state: HealthState, seg: Segments, t: np.ndarray, v: np.ndarray, q_bad: np.ndarray,
-                    last_v: np.ndarray, lo: np.ndarray, hi: np.ndarray, related: np.ndarray,
+                    lo: np.ndarray, hi: np.ndarray, related: np.ndarray,
                     stuck_ms: np.ndarray, related_value: np.ndarray) -> tuple[HealthState, dict[str, np.ndarray]]:
     """Readings sorted by segment, including bad-quality ones (q_bad marks them).
 
@@ -47,12 +48,14 @@ def evaluate_health(state: HealthState, seg: Segments, t: np.ndarray, v: np.ndar
     span = hi[s] - lo[s]
     good = ~q_bad
     oor = good & ((v < lo[s]) | (v > hi[s]))
-    # Flatness: time since the value last moved by more than a tiny fraction of the span.
-    pv = prev_in_segment(seg, v, last_v[s])
+    # Flatness: time since the value last moved by more than a tiny fraction of the span, comparing each good
+    # value with the previous good one (bad-quality values in between are ignored).
+    kg = forward_fill_index(seg, good)
+    prev_k = prev_in_segment(seg, kg, np.full(len(s), -1))
+    pv = np.where(prev_k >= 0, v[np.maximum(prev_k, 0)], state.last_good[s])
     moved = good & ~(np.abs(v - pv) <= FLAT_FRACTION * span)
     km = forward_fill_index(seg, moved)
     flat_since = np.where(km >= 0, t[np.maximum(km, 0)], state.flat_since_ms[s])
-    flat_since = np.where(flat_since == 0, t, flat_since)  # first reading ever starts the clock
     rel = related[s]
     rel_span = np.where(rel >= 0, hi[np.maximum(rel, 0)] - lo[np.maximum(rel, 0)], np.nan)
     with np.errstate(invalid="ignore"):
@@ -74,9 +77,11 @@ def evaluate_health(state: HealthState, seg: Segments, t: np.ndarray, v: np.ndar
     events = {"row": er, "rule": ek, "kind": kind[er, ek], "value": values[er, ek], "threshold": thresholds[er, ek],
               "since_ms": since[er, ek]}
     ls = s[seg.last]
+    last_good = np.where(kg >= 0, v[np.maximum(kg, 0)], state.last_good[s])
     new = HealthState(put(state.active, ls, full[seg.last]), put(state.since_ms, ls, since[seg.last]),
                       put(state.flat_since_ms, ls, flat_since[seg.last]),
-                      put(state.last_seen_ms, ls, np.maximum(state.last_seen_ms[ls], t[seg.last])))
+                      put(state.last_seen_ms, ls, np.maximum(state.last_seen_ms[ls], t[seg.last])),
+                      put(state.last_good, ls, last_good[seg.last]))
     return new, events
 
 
@@ -94,7 +99,7 @@ def check_offline(state: HealthState, slots: np.ndarray, now_ms: int, period_s: 
     since[ev, OFFLINE] = now_ms
     events = {"slot": ev, "kind": np.ones(len(ev), dtype=np.int8), "value": (now_ms - seen[rise]) / 1000.0,
               "threshold": multiple * period_s[ev], "since_ms": since[ev, OFFLINE]}
-    return HealthState(active, since, state.flat_since_ms, state.last_seen_ms), events
+    return HealthState(active, since, state.flat_since_ms, state.last_seen_ms, state.last_good), events
 
 
 def related_values_asof(seg: Segments, t: np.ndarray, v: np.ndarray, good: np.ndarray, related: np.ndarray,
@@ -108,6 +113,9 @@ def related_values_asof(seg: Segments, t: np.ndarray, v: np.ndarray, good: np.nd
         return out
     span = np.int64(1) << 43
     src = np.flatnonzero(good)
+    if len(src) == 0:
+        out[need] = last_v[rel[need]]
+        return out
     keys = s[src] * span + t[src]
     order = np.argsort(keys, kind="stable")
     keys, vals = keys[order], v[src][order]

@@ -75,7 +75,7 @@ def segmented_cumsum(seg: Segments, x: np.ndarray) -> np.ndarray:
     c = np.cumsum(x, axis=0)
     before = np.zeros_like(c)
     if seg.n:
-        before_start = np.concatenate([np.zeros((1,) + x.shape[1:], dtype=c.dtype), c[:-1]], axis=0)
+        before_start = np.concatenate([np.zeros((1, *x.shape[1:]), dtype=c.dtype), c[:-1]], axis=0)
         before = before_start[seg.seg_start]
     return c - before
 
@@ -92,7 +92,7 @@ def affine_scan(seg: Segments, a: np.ndarray, b: np.ndarray, x0: np.ndarray) -> 
     extra = (1,) * (a.ndim - 1)
     d = 1
     while d < n:
-        same = (seg.seg_start[d:] <= np.arange(n - d)).reshape((-1,) + extra)
+        same = (seg.seg_start[d:] <= np.arange(n - d)).reshape((-1, *extra))
         # (A_i, B_i) o (A_{i-d}, B_{i-d}): x -> A_i * (A_{i-d} x + B_{i-d}) + B_i
         newA = np.where(same, A[d:] * A[:-d], A[d:])
         newB = np.where(same, A[d:] * B[:-d] + B[d:], B[d:])

@@ -49,9 +49,11 @@ class LineProtocol:
     def alerts(self, records: list[dict[str, Any]]) -> str:
         lines = []
         for r in records:
-            tags = (f"alert,district={_tag(r['district'])},enterprise={_tag(r['enterprise'])},"
-                    f"source={_tag(r['source'])},sensor={_tag(r['sensor'])},rule={_tag(r['rule'])},"
-                    f"limit={_tag(r['limit'])},state={r['state']}")
+            tag_values = [("district", r["district"]), ("enterprise", r["enterprise"]), ("source", r["source"]),
+                          ("sensor", r["sensor"]), ("rule", r["rule"]), ("limit", r.get("limit", "")),
+                          ("state", r["state"]), ("category", r.get("category", ""))]
+            # Line protocol has no empty tag values: leave out the ones a rule does not use.
+            tags = "alert," + ",".join(f"{k}={_tag(str(v))}" for k, v in tag_values if v)
             fields = (f"level={int(r['level'])}i,value={float(r['value'])!r},threshold={float(r['threshold'])!r},"
                       f"alert_id={_field_str(r['alert_id'])},text_zh={_field_str(r['text_zh'])},"
                       f"text_en={_field_str(r['text_en'])},clause={_field_str(r['clause'])}")

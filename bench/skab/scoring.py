@@ -207,7 +207,12 @@ class ChangepointCounts:
 
 
 def changepoint_counts(alarm_t: np.ndarray, windows: np.ndarray, points: int = CURVE_POINTS) -> ChangepointCounts:
-    """Match alarm timestamps to windows. Profile-independent, so the three NAB profiles share one pass."""
+    """Match alarm timestamps to windows. Profile-independent, so the three NAB profiles share one pass.
+
+    Each window is matched on its own, so an alarm exactly on a cut boundary (end of window i == start of window
+    i+1) is the first alarm of both. SCORING.md does not say; counting it in only one of them breaks the exact
+    reproduction of Conv-AE, Isolation forest, MSCRED and T-squared+Q, which have such alarms.
+    """
     alarm_t = np.sort(np.asarray(alarm_t, dtype=np.int64))
     starts, ends = windows[:, 0], windows[:, 1]
     first = np.searchsorted(alarm_t, starts, side="left")  # first alarm >= start

@@ -70,7 +70,8 @@ def tank_sensors(src: str, tanks: int, product_zh: str, product_en: str, inflow:
             level["related"] = [f"{tag}-FT"]
             level["stuck_s"] = 300
         out.append(level)
-        temp = sensor(f"{tag}-TT", "temperature", "°C", 30, [-40, 120], f"{short}储罐温度", f"{short} tank temperature", {})
+        temp = sensor(f"{tag}-TT", "temperature", "°C", 30, [-40, 120], f"{short}储罐温度",
+                      f"{short} tank temperature", {})
         temp["profile"] = "tank_temperature"
         out.append(temp)
         pres = sensor(f"{tag}-PT", "pressure", "kPa", 10, [-5, 50], f"{short}储罐压力", f"{short} tank pressure", {})
@@ -98,13 +99,14 @@ def combustible(src: str, n: int, area_zh: str) -> list[dict]:
 
 def toxic(src: str, n: int, gas: str, oel: float, area_zh: str) -> list[dict]:
     profile = f"gas_toxic_{gas.lower()}"
-    return [_profiled(f"{src}-GT{i:02d}", "gas_toxic", "mg/m3", 5, [0, oel * 20], f"{area_zh}{gas}有毒气体探测器{i:02d}",
-                      f"{gas} toxic gas detector {i:02d}", profile) for i in range(1, n + 1)]
+    return [_profiled(f"{src}-GT{i:02d}", "gas_toxic", "mg/m3", 5, [0, oel * 20],
+                      f"{area_zh}{gas}有毒气体探测器{i:02d}", f"{gas} toxic gas detector {i:02d}", profile)
+            for i in range(1, n + 1)]
 
 
 def oxygen(src: str, n: int) -> list[dict]:
-    return [_profiled(f"{src}-OX{i:02d}", "oxygen", "%VOL", 5, [0, 30], f"氧气探测器{i:02d}", f"oxygen detector {i:02d}",
-                      "oxygen") for i in range(1, n + 1)]
+    return [_profiled(f"{src}-OX{i:02d}", "oxygen", "%VOL", 5, [0, 30], f"氧气探测器{i:02d}",
+                      f"oxygen detector {i:02d}", "oxygen") for i in range(1, n + 1)]
 
 
 def tailings(src: str, dam_grade: int) -> list[dict]:
