@@ -18,10 +18,12 @@ _CST = timedelta(hours=8)  # duty officers read China Standard Time
 _LIMIT_ZH = {"HH": "超过高高限", "H": "超过高限", "L": "低于低限", "LL": "低于低低限"}
 _LIMIT_EN = {"HH": "above high-high limit", "H": "above high limit", "L": "below low limit",
              "LL": "below low-low limit"}
-_RULE_ZH = {"limit": "越限", "rate": "变化速率异常", "trend": "趋势预警", "drift": "读数漂移", "stuck": "读数卡滞",
-            "offline": "数据中断", "out_of_range": "超出量程", "bad_quality": "数据质量坏值"}
-_RULE_EN = {"limit": "limit", "rate": "rate of change", "trend": "trend", "drift": "drift", "stuck": "stuck sensor",
-            "offline": "no data", "out_of_range": "out of range", "bad_quality": "bad quality"}
+_RULE_ZH = {"vote": "表决", "failure_forecast": "失稳预测", "limit": "越限", "rate": "变化速率异常",
+            "trend": "趋势预警", "drift": "读数漂移", "stuck": "读数卡滞", "offline": "数据中断",
+            "out_of_range": "超出量程", "bad_quality": "数据质量坏值"}
+_RULE_EN = {"vote": "voting", "failure_forecast": "failure forecast", "limit": "limit", "rate": "rate of change",
+            "trend": "trend", "drift": "drift", "stuck": "stuck sensor", "offline": "no data",
+            "out_of_range": "out of range", "bad_quality": "bad quality"}
 
 
 def _fmt(x: float) -> str:
@@ -60,6 +62,22 @@ def _raise_text(det: dict[str, Any], u: str) -> tuple[str, str]:
     if rule == "offline":
         return (f"已 {det['value']:.0f} 秒无数据（允许 {thr} 秒），通信或传感器故障",
                 f"no data for {det['value']:.0f} s (allowed {thr} s): communication or sensor failure")
+    if rule == "vote":
+        n_alarm, k_eff = int(det["value"]), int(det["threshold"])
+        voters = "、".join(det.get("voters", []))
+        if det["limit"] == "confirmed":
+            return (f"{det.get('koon', '')} 表决确认：{n_alarm} 台探测器同时报警（需 {k_eff} 台；{voters}）",
+                    f"{det.get('koon', '')} confirmed: {n_alarm} detectors in alarm (needs {k_eff}; {voters})")
+        return (f"表决组 {det.get('group', '')} 降级：仅 {det.get('n_healthy', '?')} 台探测器可用，"
+                f"{k_eff} 台报警即确认",
+                f"voting group {det.get('group', '')} degraded: {det.get('n_healthy', '?')} detectors usable, "
+                f"{k_eff} alarm(s) now confirm")
+    if rule == "failure_forecast":
+        fc = det.get("forecast_s")
+        hours = f"{fc / 3600:.1f}" if fc is not None else "?"
+        return (f"位移加速，反速度法预测约 {hours} 小时后失稳（当前速率 {value}{u}/小时），请立即组织巡查和撤离准备",
+                f"accelerating displacement: inverse-velocity forecast of slope failure in about {hours} h "
+                f"(now {value}{u}/h); inspect and prepare evacuation")
     if rule == "out_of_range":
         return f"读数 {value}{u} 超出量程", f"reading {value}{u} outside the instrument range"
     return "数据质量标记为坏值", "the gateway marks the value as bad quality"

@@ -31,12 +31,14 @@ from detectors.limits import (
     sorted_segments,
 )
 from detectors.rate import RateState, evaluate_rate
+from detectors.tailings import InverseVelocityParams, InverseVelocityState, evaluate_inverse_velocity
 from detectors.transitions import put
 from detectors.trend import TrendState, evaluate_trend
+from detectors.voting import KIND_NAMES, VotingGroups, VotingState, evaluate_voting
 from hazardwatch.model import DETECTOR_VERSION, Q_BAD, ReadingBatch, stable_id
 from hazardwatch.registry import LIMIT_NAMES, Registry
 
-_STATE_KEYS = ("limits", "rate", "trend", "drift", "health", "last")
+_STATE_KEYS = ("limits", "rate", "trend", "drift", "health", "last")  # per sensor; voting and forecasts below
 DRIFT_KINDS = {"gas_combustible": 6 * 3600.0, "gas_toxic": 6 * 3600.0, "oxygen": 6 * 3600.0,
                "methane": 6 * 3600.0}
 HEALTH_LEVEL = {"out_of_range": 3, "bad_quality": 4, "stuck": 2, "offline": 3}
@@ -110,6 +112,25 @@ class DetectorEngine:
         self._source_slots = {src: np.array([self._slot[s] for s in registry.sources[src].sensors], dtype=np.int64)
                               for src in registry.sources}
         self.skipped = 0  # readings not evaluated (bad quality, stale or out of order)
+        # Voting groups (gas detectors confirming each other) across all sources.
+        self.groups = [g for src in registry.sources.values() for g in src.voting]
+        gos = np.full(n, -1, dtype=np.int64)
+        self.vote_col = np.full(n, LIMIT_NAMES.index("H"), dtype=np.int64)
+        for gi, g in enumerate(self.groups):
+            for sid in g.sensors:
+                gos[self._slot[sid]] = gi
+                self.vote_col[self._slot[sid]] = LIMIT_NAMES.index(g.limit)
+        self.voting = VotingGroups.build(gos, [g.koon for g in self.groups]) if self.groups else None
+        self.state["voting"] = VotingState.empty(len(self.groups))
+        self._group_of_source = {src: [gi for gi, g in enumerate(self.groups) if g.source == src]
+                                 for src in registry.sources}
+        # Inverse-velocity failure forecast for displacement points (tailings dams).
+        self.iv_params = InverseVelocityParams()
+        disp = [i for i, sid in enumerate(registry.sensor_ids) if registry.sensors[sid].kind == "displacement"]
+        self.point_of_slot = np.full(n, -1, dtype=np.int64)
+        self.point_of_slot[disp] = np.arange(len(disp))
+        self.slot_of_point = np.array(disp, dtype=np.int64)
+        self.state["forecast"] = InverseVelocityState.empty(len(disp), self.iv_params)
 
     # ---- one batch ----------------------------------------------------------------------------------------
     def process(self, batches: list[ReadingBatch]) -> list[dict[str, Any]]:
@@ -155,6 +176,49 @@ class DetectorEngine:
         st["drift"], dev = evaluate_drift(st["drift"], seg, t, v, last_t, p.drift_tau, p.drift_k, p.drift_h)
         out += self._records("drift", seg.slot, t, dev)
         st["last"] = LastValue(put(last_v, seg.slot[seg.last], v[seg.last]))
+        out += self._vote(int(t.max()))
+        out += self._forecast(slot, ts, val, q)
+        return out
+
+    def _vote(self, ts: int) -> list[dict[str, Any]]:
+        """Snapshot of every group after the batch: who is in alarm, who can be trusted."""
+        if self.voting is None:
+            return []
+        n = len(self.reg.sensor_ids)
+        alarm = self.state["limits"].alarm[np.arange(n), self.vote_col]
+        healthy = ~self.state["health"].active.any(axis=1)
+        self.state["voting"], _, ev = evaluate_voting(self.state["voting"], self.voting, alarm, healthy, ts)
+        out = []
+        for i in range(len(ev)):
+            g = self.groups[int(ev.group[i])]
+            kind = KIND_NAMES[int(ev.kind[i])]
+            lim = self.reg.limit(g.sensors[0], g.limit)
+            confirmed = kind == "confirmed"
+            level = max(1, lim.level - 1) if confirmed else 3
+            clause = ("GB 16808-2025 confirmation by two or more detectors" if confirmed else
+                      "voting degraded: an unhealthy detector counts as a vote for alarm (conservative, verify)")
+            rec = self._base(self._slot[g.sensors[0]], "vote", kind, "raise" if ev.raised[i] else "clear",
+                             int(ev.ts_ms[i]), int(ev.since_ms[i]), float(ev.n_alarm[i]), float(ev.k_eff[i]),
+                             level, clause, "process" if confirmed else "sensor_health")
+            rec.update(group=g.id, koon=g.koon, voters=list(g.sensors), n_healthy=int(ev.n_healthy[i]))
+            out.append(rec)
+        return out
+
+    def _forecast(self, slot: np.ndarray, ts: np.ndarray, val: np.ndarray, q: np.ndarray) -> list[dict[str, Any]]:
+        point = self.point_of_slot[slot]
+        mask = point >= 0
+        if not mask.any():
+            return []
+        self.state["forecast"], _, ev, _ = evaluate_inverse_velocity(self.state["forecast"], self.iv_params,
+                                                                     point[mask], ts[mask], val[mask], q[mask])
+        out = []
+        for i in range(len(ev)):
+            s = int(self.slot_of_point[int(ev.slot[i])])
+            hours = float(ev.hours_to_failure[i])
+            rec = self._base(s, "failure_forecast", "", "raise" if ev.raised[i] else "clear", int(ev.ts_ms[i]),
+                             int(ev.since_ms[i]), float(ev.velocity[i]), 0.0, 1, self.iv_params.clause, "process")
+            rec["forecast_s"] = hours * 3600.0 if np.isfinite(hours) else None
+            out.append(rec)
         return out
 
     def tick(self, now_ms: int, sources: list[str] | None = None) -> list[dict[str, Any]]:
@@ -242,6 +306,12 @@ class DetectorEngine:
         for key in _STATE_KEYS:
             obj = self.state[key]
             out[key] = {f.name: getattr(obj, f.name)[rows].tolist() for f in fields(obj)}
+        gi = self._group_of_source[source_id]
+        out["voting"] = {f.name: getattr(self.state["voting"], f.name)[gi].tolist()
+                         for f in fields(self.state["voting"])}
+        pts = self.point_of_slot[rows][self.point_of_slot[rows] >= 0]
+        out["forecast"] = {f.name: getattr(self.state["forecast"], f.name)[pts].tolist()
+                           for f in fields(self.state["forecast"])}
         return {"v": DETECTOR_VERSION, "sensors": self.reg.sources[source_id].sensors, "state": out}
 
     def import_source(self, source_id: str, saved: dict[str, Any] | None) -> None:
@@ -251,18 +321,22 @@ class DetectorEngine:
         if list(saved.get("sensors", [])) != list(self.reg.sources[source_id].sensors):
             return  # sensors added or removed since: start them fresh rather than misassign state
         rows = self._source_slots[source_id]
-        for key in _STATE_KEYS:
+        pts = self.point_of_slot[rows][self.point_of_slot[rows] >= 0]
+        targets = {key: rows for key in _STATE_KEYS}
+        targets["voting"] = np.asarray(self._group_of_source[source_id], dtype=np.int64)
+        targets["forecast"] = pts
+        for key, idx in targets.items():
             obj = self.state[key]
             updates = {}
             for f in fields(obj):
                 arr = getattr(obj, f.name).copy()
-                arr[rows] = np.asarray(saved["state"][key][f.name], dtype=arr.dtype)
+                arr[idx] = np.asarray(saved["state"][key][f.name], dtype=arr.dtype).reshape(arr[idx].shape)
                 updates[f.name] = arr
             self.state[key] = replace(obj, **updates)
 
     def state_bytes_per_sensor(self) -> float:
         n = len(self.reg.sensor_ids)
-        total = sum(getattr(self.state[k], f.name).nbytes for k in _STATE_KEYS for f in fields(self.state[k]))
+        total = sum(getattr(self.state[k], f.name).nbytes for k in self.state for f in fields(self.state[k]))
         return total / n
 
 

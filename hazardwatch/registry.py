@@ -135,6 +135,17 @@ class Sensor:
 
 
 @dataclass(frozen=True)
+class VotingGroup:
+    """Gas detectors that confirm each other (GB 16808-2025: confirmation by two or more detectors)."""
+
+    id: str
+    source: str
+    koon: str  # k-out-of-n, e.g. 2oo3
+    sensors: tuple[str, ...]
+    limit: str  # which limit's alarm votes (H: level-1 gas alarm)
+
+
+@dataclass(frozen=True)
 class HazardSource:
     id: str
     enterprise: str
@@ -147,6 +158,7 @@ class HazardSource:
     grade_basis: str
     responsible: tuple[Person, ...]
     sensors: tuple[str, ...]
+    voting: tuple[VotingGroup, ...] = ()
 
 
 @dataclass
@@ -353,11 +365,12 @@ def load_registry(path: str | Path) -> Registry:
                 continue
             sensors[sensor.id] = sensor
             sensor_ids.append(sensor.id)
+        voting = _voting(c, s, w, sid or "", sensor_ids, sensors)
         if sid and sid in sources:
             c.fail(s, "id", f"{w}.id", f"duplicate hazard source id {sid!r}")
         elif sid:
             sources[sid] = HazardSource(sid, ent or "", kind or "", zh or "", en or "", lat, lon, grade, basis,
-                                        tuple(people), tuple(sensor_ids))
+                                        tuple(people), tuple(sensor_ids), voting)
     if not sources:
         c.fail(doc, "hazard_sources", "hazard_sources", "no hazard sources; list at least one")
     for sensor in sensors.values():
@@ -369,6 +382,40 @@ def load_registry(path: str | Path) -> Registry:
         raise RegistryError(path, c.problems)
     return Registry(path, str(city.get("name_zh", "")), str(city.get("name_en", "")),
                     districts, enterprises, sources, sensors)
+
+
+def _voting(c: _Checker, s: Any, w: str, source: str, own: list[str],
+            sensors: dict[str, Sensor]) -> tuple[VotingGroup, ...]:
+    out: list[VotingGroup] = []
+    used: set[str] = set()
+    for j, g in enumerate(s.get("voting") or [] if isinstance(s, dict) else []):
+        gw = f"{w}.voting[{j}]"
+        gid, koon = c.req(g, "id", gw, str), c.req(g, "koon", gw, str, "k-out-of-n such as 2oo3")
+        members = c.req(g, "sensors", gw, list)
+        limit = c.opt(g, "limit", gw, str, "H")
+        if None in (gid, koon, members, limit):
+            continue
+        parts = koon.lower().split("oo")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts) or not 1 <= int(parts[0]) <= int(parts[1]):
+            c.fail(g, "koon", f"{gw}.koon", f"{koon!r} is not k-out-of-n; write e.g. 2oo3")
+            continue
+        if int(parts[1]) != len(members):
+            c.fail(g, "sensors", f"{gw}.sensors", f"{koon} needs exactly {parts[1]} sensors, got {len(members)}")
+            continue
+        bad = [m for m in members if m not in own]
+        if bad:
+            c.fail(g, "sensors", f"{gw}.sensors", f"{bad} are not sensors of source {source}")
+            continue
+        twice = [m for m in members if m in used]
+        if twice:
+            c.fail(g, "sensors", f"{gw}.sensors", f"{twice} already vote in another group; a detector votes once")
+            continue
+        if any(limit not in {lim.name for lim in sensors[m].limits} for m in members):
+            c.fail(g, "limit", f"{gw}.limit", f"every voter needs a {limit} limit")
+            continue
+        used.update(members)
+        out.append(VotingGroup(gid, source, koon.lower(), tuple(members), limit))
+    return tuple(out)
 
 
 def _grade(c: _Checker, s: Any, w: str) -> tuple[int, str]:

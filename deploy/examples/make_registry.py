@@ -209,6 +209,12 @@ def build() -> dict:
             src["grade"] = grade
         src["responsible"] = people(n)
         src["sensors"] = sensors
+        # Gas detectors confirm each other in threes (GB 16808-2025): 2oo3 on the level-1 alarm.
+        gas = [x["id"] for x in sensors if x["kind"] in ("gas_combustible", "gas_toxic")]
+        groups = [gas[i:i + 3] for i in range(0, len(gas) - 2, 3)]
+        if groups:
+            src["voting"] = [{"id": f"{sid}-V{k + 1:02d}", "koon": "2oo3", "sensors": g, "limit": "H"}
+                             for k, g in enumerate(groups)]
         doc["hazard_sources"].append(src)
     return doc
 

@@ -38,6 +38,9 @@ def test_detections_do_not_depend_on_batch_boundaries(registry, data, cuts):
         j = min(len(data), i + cuts[k % len(cuts)])
         parts += eng_b.process_arrays(slot[i:j], ts[i:j], val[i:j], q[i:j])
         i, k = j, k + 1
+    # Voting is judged on a snapshot after each batch (its own split test is in test_voting.py): leave it out.
+    whole = [r for r in whole if r["rule"] != "vote"]
+    parts = [r for r in parts if r["rule"] != "vote"]
     assert sorted(map(_key, whole)) == sorted(map(_key, parts))
     assert {r["id"] for r in whole} == {r["id"] for r in parts}
     for name in ("limits", "rate", "health", "last"):

@@ -106,19 +106,25 @@ def test_gas_plume_confirmed_by_two_out_of_three_then_level_two(registry):
     groups = VotingGroups.build(group_of_slot, ["2oo3"])
     vstate = VotingState.empty(1)
     confirmed_at = None
-    level2 = []
+    level2: list[dict] = []
+    votes: list[dict] = []
     arrival = [0, 20, 40]  # the plume reaches each detector 20 s after the previous
     for sec in range(0, 120, 5):
         t = T0 + sec * 1000
         vals = [0.0 if sec < a else min(60.0, 2.0 * (sec - a) + 10.0) for a in arrival]
         recs = eng.process_arrays(slots, np.full(3, t), np.array(vals), np.zeros(3, np.int8))
         level2 += [r for r in recs if r["rule"] == "limit" and r["limit"] == "HH" and r["state"] == "raise"]
+        votes += [r for r in recs if r["rule"] == "vote"]
         alarm = eng.state["limits"].alarm[:, 2]  # level 1 (H) alarms, latched
         vstate, _, ev = evaluate_voting(vstate, groups, alarm, np.ones_like(alarm), t)
         if confirmed_at is None and len(ev) and ev.raised[0]:
             confirmed_at = sec
     # GC01 alarms at 10 s (>= 25 %LEL), GC02 at 30 s: confirmation comes with the second detector.
     assert confirmed_at == 30
+    # The engine runs the registry's own voting groups (S03-V01 = GC01..GC03, 2oo3) and says so.
+    engine_vote = first(votes, limit="confirmed", state="raise")
+    assert engine_vote is not None and (engine_vote["ts_ms"] - T0) // 1000 == 30
+    assert engine_vote["group"] == "S03-V01" and engine_vote["level"] == 2
     assert [r["sensor"] for r in level2][:1] == ["S03-GC01"]
     assert all(r["level"] == 2 and "GB/T 50493-2019" in r["clause"] for r in level2)
 
