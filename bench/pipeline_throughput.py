@@ -45,7 +45,7 @@ def payloads(n: int, batch: int, t0: float) -> list[tuple[str, str, bytes]]:
             rows = [{"s": sensors[i % len(sensors)], "v": round(float(rng.uniform(20, 30)), 3),
                      "ts": round(t0 + (k * batch + i // len(sensors)) * 0.001 + (i % len(sensors)) * 1e-6, 6)}
                     for i in range(m)]
-            out.append((user, f"hw/{src.enterprise}/{sid}", orjson.dumps({"readings": rows})))
+            out.append((user, f"{src.enterprise}/{sid}", orjson.dumps({"readings": rows})))
             made += m
         k += 1
     return out
@@ -90,7 +90,7 @@ def main() -> int:
             clients = {u: sb.publisher(u) for u in {m[0] for m in msgs}}
             print(f"publishing {args.readings} readings in {len(msgs)} MQTT messages of up to {args.batch}", flush=True)
             start = time.perf_counter()
-            infos = [clients[u].publish(t, p, qos=1) for u, t, p in msgs]
+            infos = [clients[u].publish(sb.topic(t), p, qos=1) for u, t, p in msgs]
             for i in infos:
                 i.wait_for_publish(120)
             published_s = time.perf_counter() - start

@@ -316,8 +316,8 @@ class DetectorEngine:
 
     def import_source(self, source_id: str, saved: dict[str, Any] | None) -> None:
         """Restore a source's sensors; a checkpoint from another registry layout or version is ignored."""
-        if not saved or saved.get("v") != DETECTOR_VERSION:
-            return
+        if not saved or saved.get("v") != DETECTOR_VERSION or not isinstance(saved.get("state"), dict):
+            return  # another detector version: start fresh rather than misread it
         if list(saved.get("sensors", [])) != list(self.reg.sources[source_id].sensors):
             return  # sensors added or removed since: start them fresh rather than misassign state
         rows = self._source_slots[source_id]

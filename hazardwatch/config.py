@@ -85,6 +85,7 @@ class Settings:
     batch_within_s: float
     commit_interval_s: float
     mqtt_session_expiry_s: int
+    mqtt_root: str
     extra: dict[str, str] = field(default_factory=dict)
 
     # ---- derived locations -------------------------------------------------------------------------
@@ -133,6 +134,11 @@ class Settings:
 
 def load_settings() -> Settings:
     host = _env_str("HW_HOST", "127.0.0.1")
+    # Topic root: production is "hw"; test sandboxes use hwt/<run> so their traffic never reaches (or queues
+    # for) the production bridge's persistent session.
+    root = _env_str("HW_MQTT_ROOT", "hw").strip("/")
+    if not root or any(c in root for c in "+#") or not (root == "hw" or root.startswith("hwt/")):
+        raise ConfigError(f"HW_MQTT_ROOT={root!r}: use 'hw' (production) or 'hwt/<name>' (test sandboxes)")
     home = Path(_env_str("HW_HOME", str(PROJECT_ROOT / ".hw"))).expanduser().resolve()
     cache = Path(_env_str("HW_CACHE", str(Path.home() / ".cache" / "hazardwatch"))).expanduser()
     registry = Path(_env_str("HW_REGISTRY", str(PROJECT_ROOT / "deploy" / "examples" / "city-registry.yaml")))
@@ -172,6 +178,7 @@ def load_settings() -> Settings:
         batch_within_s=_env_float("HW_BATCH_WITHIN_S", 0.2, 0.001, 60),
         commit_interval_s=_env_float("HW_COMMIT_INTERVAL_S", 2.0, 0.1, 600),
         mqtt_session_expiry_s=_env_int("HW_MQTT_SESSION_EXPIRY_S", 86400, 0, 30 * 86400),
+        mqtt_root=root,
     )
 
 

@@ -29,6 +29,7 @@ from hazardwatch.topics import ensure_topics
 
 def _env(run: str, **extra: str) -> dict[str, str]:
     return {"HW_TOPIC_PREFIX": f"{run}.", "HW_APP_ID": f"hw-{run}", "HW_BRIDGE_GROUP": run,
+            "HW_MQTT_ROOT": f"hwt/{run}",
             "HW_INFLUX_BUCKET": run, "HW_MQTT_SESSION_EXPIRY_S": "120", **extra}
 
 
@@ -107,9 +108,13 @@ class Sandbox:
         c.loop_start()
         return c
 
-    def publish(self, client: mqtt.Client, topic: str, payload: bytes | dict) -> None:
+    def topic(self, rest: str) -> str:
+        """This sandbox's MQTT topic for <enterprise>/<source>[/<sensor>]."""
+        return f"{self.s.mqtt_root}/{rest}"
+
+    def publish(self, client: mqtt.Client, rest: str, payload: bytes | dict) -> None:
         body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
-        client.publish(topic, body, qos=1).wait_for_publish(10)
+        client.publish(self.topic(rest), body, qos=1).wait_for_publish(10)
 
     def read_topic(self, name: str, idle_s: float = 2.0) -> list[dict]:
         async def go() -> list[dict]:

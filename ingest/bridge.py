@@ -59,7 +59,7 @@ class Bridge:
             print(f"bridge: MQTT connect refused: {rc}; check the hw-bridge password in "
                   f"{self.s.secrets_dir / 'mqtt' / 'hw-bridge'} and the broker's ACL", flush=True)
             return
-        client.subscribe(f"$share/{self.group}/hw/#", qos=1)
+        client.subscribe(f"$share/{self.group}/{self.s.mqtt_root}/#", qos=1)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int, rcs: list, props: object) -> None:
         self.loop.call_soon_threadsafe(self.subscribed.set)
@@ -91,7 +91,7 @@ class Bridge:
         client.loop_start()
         try:
             await asyncio.wait_for(self.subscribed.wait(), 30)
-            print(f"bridge: subscribed to $share/{self.group}/hw/# as {self.client_id}; "
+            print(f"bridge: subscribed to $share/{self.group}/{self.s.mqtt_root}/# as {self.client_id}; "
                   f"producing to {self.s.topic(READINGS)}", flush=True)
             last_stats = time.monotonic()
             while not self.stopping.is_set():

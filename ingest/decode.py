@@ -102,9 +102,11 @@ class Decoder:
     def _decode(self, topic: str, payload: bytes, now: float) -> Decoded:
         if len(payload) > self.s.max_payload_bytes:
             return self._whole("payload_too_large", f"{len(payload)} bytes > {self.s.max_payload_bytes}", payload)
-        parts = topic.split("/")
-        if len(parts) not in (3, 4) or parts[0] != "hw" or not all(parts[1:]):
-            return self._whole("bad_topic", f"topic {topic[:200]!r}", payload)
+        root = self.s.mqtt_root + "/"
+        parts = [self.s.mqtt_root, *topic[len(root):].split("/")] if topic.startswith(root) else []
+        if len(parts) not in (3, 4) or not all(parts[1:]):
+            return self._whole("bad_topic", f"topic {topic[:200]!r} is not {root}<enterprise>/<source>[/<sensor>]",
+                               payload)
         ent, src = parts[1], parts[2]
         if ent not in self.reg.enterprises:
             return self._whole("unknown_enterprise", f"enterprise {ent[:100]!r}", payload)

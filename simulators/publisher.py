@@ -22,7 +22,8 @@ from hazardwatch.registry import Registry, Sensor, load_registry
 
 # Normal operating value and noise per sensor kind, in the registry units used by the example city.
 _BASE: dict[str, tuple[float, float]] = {
-    "level": (55.0, 0.15), "temperature": (22.0, 0.1), "pressure": (6.0, 0.2), "flow": (40.0, 1.0),
+    # Radar level gauges resolve ~1 mm in a 20 m tank: noise of a few hundredths of a percent.
+    "level": (55.0, 0.02), "temperature": (22.0, 0.1), "pressure": (6.0, 0.05), "flow": (40.0, 1.0),
     "gas_combustible": (0.5, 0.3), "gas_toxic": (0.0, 0.0), "oxygen": (20.9, 0.03), "methane": (0.25, 0.03),
     "carbon_monoxide": (3.0, 0.5), "wind_speed": (1.8, 0.1), "phreatic_depth": (12.0, 0.02),
     "freeboard": (2.5, 0.01), "dry_beach": (220.0, 0.5), "displacement": (8.0, 0.05), "rainfall": (2.0, 0.1),
@@ -137,11 +138,11 @@ def run_simulator(settings: Settings, rate: float = 1.0, duration: float = 60.0,
                 rows = [{"s": x.id, "v": state.reading(x, now, injections)} for x in due]
                 readings += len(rows)
                 if batch:
-                    pub.publish(src.enterprise, f"hw/{src.enterprise}/{src.id}",
+                    pub.publish(src.enterprise, f"{settings.mqtt_root}/{src.enterprise}/{src.id}",
                                 orjson.dumps({"ts": round(now, 3), "readings": rows}))
                 else:
                     for r in rows:
-                        pub.publish(src.enterprise, f"hw/{src.enterprise}/{src.id}/{r['s']}",
+                        pub.publish(src.enterprise, f"{settings.mqtt_root}/{src.enterprise}/{src.id}/{r['s']}",
                                     orjson.dumps({"ts": round(now, 3), "v": r["v"]}))
             if callable(on_tick):
                 on_tick(readings)

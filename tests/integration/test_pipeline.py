@@ -16,9 +16,9 @@ def test_reading_published_over_mqtt_is_read_back_from_influxdb_with_flux(stack_
     st.worker()
     gw = st.publisher("e03")
     ts = round(time.time(), 3)
-    st.publish(gw, "hw/E03/S05/S05-T02-TT", {"ts": ts, "v": 31.25})
+    st.publish(gw, "E03/S05/S05-T02-TT", {"ts": ts, "v": 31.25})
     # A batch payload as field gateways send it, with a unit the bridge converts (MPa -> kPa).
-    st.publish(gw, "hw/E03/S05", {"ts": ts, "readings": [{"s": "S05-T02-PT", "v": 0.0042, "u": "MPa"},
+    st.publish(gw, "E03/S05", {"ts": ts, "readings": [{"s": "S05-T02-PT", "v": 0.0042, "u": "MPa"},
                                                          {"s": "S05-GC03", "v": 1.5}]})
     query = (f'from(bucket: "{st.s.influx_bucket}") |> range(start: -1h) '
              f'|> filter(fn: (r) => r._measurement == "reading" and r.source == "S05" and r._field == "v")')
@@ -40,19 +40,19 @@ def test_bad_inputs_land_in_the_dead_letter_topic_and_nothing_else_is_lost(stack
     t0 = time.time() - 100
     good = 0
     for i in range(20):
-        st.publish(gw, "hw/E01/S02/S02-T01-TT", {"ts": t0 + i, "v": 20 + i / 10})
+        st.publish(gw, "E01/S02/S02-T01-TT", {"ts": t0 + i, "v": 20 + i / 10})
         good += 1
         if i == 5:
-            st.publish(gw, "hw/E01/S02/S02-T01-TT", b'{"ts": 17000, "v": ')  # malformed JSON
+            st.publish(gw, "E01/S02/S02-T01-TT", b'{"ts": 17000, "v": ')  # malformed JSON
         if i == 10:
-            st.publish(gw, "hw/E01/S02/S02-T99-TT", {"ts": t0 + i, "v": 1.0})  # unknown sensor
+            st.publish(gw, "E01/S02/S02-T99-TT", {"ts": t0 + i, "v": 1.0})  # unknown sensor
         if i == 15:
             # E01's gateway names a sensor of E02's LPG terminal under its own source: not owned.
-            st.publish(gw, "hw/E01/S02/S03-T01-LT", {"ts": t0 + i, "v": 50.0})
+            st.publish(gw, "E01/S02/S03-T01-LT", {"ts": t0 + i, "v": 50.0})
     dead = st.wait_for("3 dead letters", lambda: (d := st.read_topic("readings.dead")) and len(d) >= 3 and d)
     assert sorted(d["reason"] for d in dead) == ["malformed_json", "not_owner", "unknown_sensor"]
     for d in dead:
-        assert d["detail"] and d["topic"].startswith("hw/E01/S02/") and d["raw"]
+        assert d["detail"] and d["topic"].startswith(st.topic("E01/S02/")) and d["raw"]
     by_reason = {d["reason"]: d for d in dead}
     assert by_reason["malformed_json"]["raw"] == '{"ts": 17000, "v": '
     assert "S03" in by_reason["not_owner"]["detail"]
@@ -71,7 +71,7 @@ def test_limit_crossing_gives_exactly_one_alert_even_when_the_worker_is_killed(s
     st.bridge()
     worker = st.worker()
     gw = st.publisher("e01")
-    sensor, topic = "S01-T05-LT", "hw/E01/S01/S01-T05-LT"
+    sensor, topic = "S01-T05-LT", "E01/S01/S01-T05-LT"
     t = time.time() - 60
     st.publish(gw, topic, {"ts": t, "v": 60.0})
     st.publish(gw, topic, {"ts": t + 1, "v": 95.2})  # over H (85) and HH (90)

@@ -114,3 +114,14 @@ def test_never_raises_on_garbage(dec):
         for topic in ["", "hw", "hw/E01/S01", "hw/E01/S01/S01-T01-LT", "hw//S01/x", "x/y/z"]:
             d = dec.decode(topic, payload, now=NOW)
             assert d.batch is None and d.rejects
+
+
+def test_sandbox_topic_root_is_separate_from_production(registry, settings, monkeypatch):
+    monkeypatch.setenv("HW_MQTT_ROOT", "hwt/run1")
+    from hazardwatch.config import load_settings
+
+    dec = Decoder(registry, load_settings())
+    ok = dec.decode("hwt/run1/E01/S01/S01-T01-LT", orjson.dumps({"ts": NOW, "v": 1.0}), now=NOW)
+    assert ok.batch is not None
+    # A production topic reaching a sandbox bridge (or the reverse) is refused, not silently mixed in.
+    assert reasons(dec.decode("hw/E01/S01/S01-T01-LT", orjson.dumps({"ts": NOW, "v": 1.0}), now=NOW)) == ["bad_topic"]

@@ -63,3 +63,10 @@ def test_line_protocol_is_keyed_by_series_and_time(registry):
     assert lines[0] == ("reading,district=D01,enterprise=E01,source=S01,sensor=S01-T01-LT,kind=level "
                         "v=55.5,q=0i 1800000000000")
     assert lines[1].endswith("v=21.0,q=1i 1800000000500")
+
+
+def test_local_dev_acl_keeps_enterprises_inside_their_own_prefix(settings, registry):
+    dev = services.dev_acl(settings)
+    for e in registry.enterprises.values():
+        assert f"user {e.mqtt_user}\ntopic write hwt/+/{e.id}/#" in dev
+    assert "topic write hw/" not in dev
