@@ -36,6 +36,7 @@ from detectors.transitions import put
 from detectors.trend import TrendState, evaluate_trend
 from detectors.voting import KIND_NAMES, VotingGroups, VotingState, evaluate_voting
 from hazardwatch.model import DETECTOR_VERSION, Q_BAD, ReadingBatch, stable_id
+from hazardwatch.profiles import load_profiles
 from hazardwatch.registry import LIMIT_NAMES, Registry
 
 _STATE_KEYS = ("limits", "rate", "trend", "drift", "health", "last")  # per sensor; voting and forecasts below
@@ -112,6 +113,7 @@ class DetectorEngine:
         self._source_slots = {src: np.array([self._slot[s] for s in registry.sources[src].sensors], dtype=np.int64)
                               for src in registry.sources}
         self.skipped = 0  # readings not evaluated (bad quality, stale or out of order)
+        self._profile_versions = {pid: prof.version for pid, prof in load_profiles().items()}
         # Voting groups (gas detectors confirming each other) across all sources.
         self.groups = [g for src in registry.sources.values() for g in src.voting]
         gos = np.full(n, -1, dtype=np.int64)
@@ -245,7 +247,8 @@ class DetectorEngine:
                 "enterprise": src.enterprise, "sensor": sid, "rule": rule, "limit": sub, "level": int(level),
                 "category": category, "value": float(value), "threshold": float(threshold), "unit": sensor.unit,
                 "clause": clause, "ts_ms": int(ts), "since_ms": int(since), "detector": rule,
-                "detector_version": DETECTOR_VERSION, "profile": sensor.profile}
+                "detector_version": DETECTOR_VERSION, "profile": sensor.profile,
+                "profile_version": self._profile_versions.get(sensor.profile or "")}
 
     def _limit_records(self, ev: Any) -> list[dict[str, Any]]:
         out = []

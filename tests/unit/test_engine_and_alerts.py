@@ -25,6 +25,7 @@ def test_engine_emits_detections_with_rule_clause_and_versions(registry):
     assert hh["value"] == 95.2 and hh["threshold"] == 90 and hh["level"] == 2
     assert hh["clause"] and hh["detector"] == "limit" and hh["detector_version"]
     assert hh["ts_ms"] == 1_800_000_010_000
+    assert hh["profile"] == "tank_level" and hh["profile_version"] == "site design (AQ 3036-2010)"
 
 
 def test_replayed_detection_has_the_same_id_and_checkpoint_round_trips(registry):
