@@ -413,7 +413,7 @@ class ReferenceDetectors:
             return  # the sums are kept (the engine keeps them too) but nothing is forecast
         den = w * sxx - sx * sx
         slope = math.nan
-        if w >= 2.0 and den > SLOPE_DEN_EPS * max(w * sxx, 1e-300):
+        if w >= MIN_WEIGHT and den > SLOPE_DEN_EPS * max(w * sxx, 1e-300):
             slope = (w * sxv - sx * sv) / den
         fitted = sv / w + slope * (x - sx / w)
         target = c.trend_target

@@ -164,7 +164,8 @@ class DetectorEngine:
         keep = evaluable(ls.last_ts_ms, slot, ts, q)
         self.skipped += int(len(slot) - np.count_nonzero(keep))
         if not keep.any():
-            return out
+            # Health may have changed (bad quality, out of range): voters' trust must be re-judged anyway.
+            return out + self._vote(int(ts.max()))
         seg = sorted_segments(slot, keep)
         t, v = ts[seg.order], val[seg.order]
         last_t, last_v = ls.last_ts_ms, st["last"].value
@@ -234,7 +235,8 @@ class DetectorEngine:
         n = len(ev["slot"])
         rows = {"row": np.arange(n), "rule": np.full(n, OFFLINE), **{k: ev[k] for k in ("kind", "value",
                                                                                           "threshold", "since_ms")}}
-        return self._health_records(ev["slot"], np.full(n, now_ms, dtype=np.int64), rows)
+        # An offline voter degrades its group: judge the groups on the same tick.
+        return self._health_records(ev["slot"], np.full(n, now_ms, dtype=np.int64), rows) + self._vote(now_ms)
 
     # ---- records --------------------------------------------------------------------------------------------
     def _base(self, slot: int, rule: str, sub: str, state: str, ts: int, since: int, value: float,

@@ -57,12 +57,21 @@ def forward_fill_index(seg: Segments, mask: np.ndarray) -> np.ndarray:
     return np.where(last >= ss, last, -1)
 
 
+def longest(seg: Segments) -> int:
+    """Length of the longest segment: the doubling scans need only log2 of it passes, not log2(n)."""
+    if seg.n == 0:
+        return 0
+    starts = np.flatnonzero(seg.start)
+    return int(np.diff(np.r_[starts, seg.n]).max())
+
+
 def segmented_cummin(seg: Segments, x: np.ndarray) -> np.ndarray:
     """Running minimum within each segment (exact: no offsets added to the values)."""
     out = x.copy()
     d = 1
     n = seg.n
-    while d < n:
+    span = longest(seg)
+    while d < span:
         same = seg.seg_start[d:] <= np.arange(n - d)  # element i-d is in i's segment
         cand = np.minimum(out[d:], out[:-d])
         out[d:] = np.where(same.reshape((-1,) + (1,) * (x.ndim - 1)), cand, out[d:])
@@ -91,7 +100,8 @@ def affine_scan(seg: Segments, a: np.ndarray, b: np.ndarray, x0: np.ndarray) -> 
     n = seg.n
     extra = (1,) * (a.ndim - 1)
     d = 1
-    while d < n:
+    span = longest(seg)
+    while d < span:
         same = (seg.seg_start[d:] <= np.arange(n - d)).reshape((-1, *extra))
         # (A_i, B_i) o (A_{i-d}, B_{i-d}): x -> A_i * (A_{i-d} x + B_{i-d}) + B_i
         newA = np.where(same, A[d:] * A[:-d], A[d:])

@@ -152,3 +152,18 @@ def test_tailings_phreatic_rise_rolls_up_to_the_dam(registry):
 
 def test_state_stays_small(registry):
     assert DetectorEngine(registry).state_bytes_per_sensor() < 1024
+
+
+def test_voting_degrades_when_gas_heads_only_send_bad_quality_or_fall_silent(registry):
+    eng = DetectorEngine(registry)
+    heads = ["S01-GC01", "S01-GC02", "S01-GC03"]
+    slots = np.array([eng._slot[s] for s in heads])
+    eng.process_arrays(slots, np.full(3, T0), np.zeros(3), np.zeros(3, np.int8))
+    recs = eng.process_arrays(slots[:2], np.full(2, T0 + 5000), np.zeros(2), np.full(2, 2, np.int8))
+    votes = {(r["limit"], r["state"]) for r in recs if r["rule"] == "vote"}
+    assert votes == {("degraded", "raise"), ("unavailable", "raise")}
+    # Silence is judged on the clock tick, and voting with it.
+    eng2 = DetectorEngine(registry)
+    eng2.process_arrays(slots, np.full(3, T0), np.zeros(3), np.zeros(3, np.int8))
+    ticked = eng2.tick(T0 + 60_000, ["S01"])
+    assert {(r["limit"], r["state"]) for r in ticked if r["rule"] == "vote"} >= {("degraded", "raise")}
