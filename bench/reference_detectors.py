@@ -6,7 +6,7 @@ state in plain Python objects (lists, floats, ints). It exists for two reasons:
 - an oracle: the vectorised engine (segmented scans, forward fills, affine scans) must emit the same events
   (sensor, rule, limit, state, ts_ms, since) as this literal reading of the module docstrings
   (tests/unit/test_reference_equivalence.py);
-- a baseline: bench/detectors.py measures how much faster the vectorised engine is.
+- a baseline: bench/detector_speed.py measures how much faster the vectorised engine is.
 
 Parameters are derived from the registry objects (Sensor, Limit, RateSpec, TrendSpec) directly, not from the
 engine's column arrays, so a mistake in `Params.from_registry` shows up as a difference. Only the tuning

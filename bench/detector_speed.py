@@ -1,6 +1,6 @@
 """Detector throughput on one core: the vectorised engine against per-reading Python and a memory-bound floor.
 
-    .venv/bin/python bench/detectors.py [--sensors 100000] [--batches 10000:8,30000:5,100000:4]
+    .venv/bin/python bench/detector_speed.py [--sensors 100000] [--batches 10000:8,30000:5,100000:4]
 
 Builds a synthetic city of 100,000 sensors in memory (tank farms: level with LL/L/H/HH + rate + trend + a
 related inflow meter, temperature, pressure; gas areas: latching combustible/toxic heads in 2oo3 voting groups,
