@@ -3,8 +3,9 @@
     .venv/bin/python bench/skab_eval.py            # our row next to the published table (a few seconds)
     .venv/bin/python bench/skab_eval.py --grid     # re-run the global hyper-parameter grid that chose SKAB_CONFIG
 
-Data are read in place from ../shared/data/skab (see bench/skab/scoring.py). Per file the detector is fitted on the
-first 400 rows only and then streams the remaining rows in batches through step(), as the engine would.
+Data are read in place from ../shared/data/skab (see bench/skab_protocol/scoring.py). Per file the detector is
+fitted on the first 400 rows only and then streams the remaining rows in batches through step(), as the engine
+would.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.skab.scoring import (
+from bench.skab_protocol.scoring import (
     FEATURES,
     PUBLISHED_CP_ROLLING_MAX,
     SKAB_ROOT,

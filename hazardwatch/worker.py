@@ -129,6 +129,16 @@ def make_app(settings: Settings) -> faust.App:
     ledger: dict[str, Any] = {"ids": None, "assignment": None}
     stats = {"readings": 0, "detections": 0, "alerts": 0, "duplicates_refused": 0}
 
+    async def publish_and_checkpoint(records: list[dict[str, Any]], sources: set[str]) -> None:
+        """Detections out, then the touched sources' state, both durable before anything is acknowledged."""
+        futs = [await detections.send(key=r["source"].encode(), value=orjson.dumps(r)) for r in records]
+        if futs:
+            await asyncio.gather(*futs)
+        for src in sources:
+            state_table[src] = engine.export_source(src)
+        await app.producer.flush()  # checkpoint durable before the offsets can be committed
+        stats["detections"] += len(records)
+
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set, **kwargs: Any) -> None:
         # Another worker may own these sources next: reload their state from the table when they come back.
@@ -146,14 +156,8 @@ def make_app(settings: Settings) -> faust.App:
                     engine.import_source(b.source, saved)
                     loaded.add(b.source)
             records = engine.process(batches)
-            futs = [await detections.send(key=r["source"].encode(), value=orjson.dumps(r)) for r in records]
-            if futs:
-                await asyncio.gather(*futs)
-            for src in {b.source for b in batches}:
-                state_table[src] = engine.export_source(src)
-            await app.producer.flush()  # checkpoint durable before the offsets can be committed
+            await publish_and_checkpoint(records, {b.source for b in batches})
             stats["readings"] += sum(len(b) for b in batches)
-            stats["detections"] += len(records)
             for e in events:
                 await stream.ack(e)
 
@@ -214,14 +218,8 @@ def make_app(settings: Settings) -> faust.App:
                 engine.import_source(src, state_table.get(src))
                 loaded.add(src)
         records = engine.tick(int(time.time() * 1000), sources)
-        if not records:
-            return
-        futs = [await detections.send(key=r["source"].encode(), value=orjson.dumps(r)) for r in records]
-        await asyncio.gather(*futs)
-        for src in {r["source"] for r in records}:
-            state_table[src] = engine.export_source(src)
-        await app.producer.flush()
-        stats["detections"] += len(records)
+        if records:
+            await publish_and_checkpoint(records, {r["source"] for r in records})
 
     @app.timer(10.0)
     async def report() -> None:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.skab.scoring import SKAB_ROOT
+from bench.skab_protocol.scoring import SKAB_ROOT
 from detectors import multivariate as mv
 
 
@@ -104,8 +104,8 @@ def test_fit_rejects_too_few_rows_and_step_rejects_wrong_width():
 
 @pytest.mark.skipif(not SKAB_ROOT.is_dir(), reason=f"SKAB data not found at {SKAB_ROOT}")
 def test_skab_result_is_the_reported_one_and_beats_the_published_table():
-    from bench.skab.scoring import load_benchmark, score_predictions
     from bench.skab_eval import SKAB_CONFIG, run_detector
+    from bench.skab_protocol.scoring import load_benchmark, score_predictions
 
     data = load_benchmark()
     b, _ = score_predictions(data, run_detector(data, SKAB_CONFIG, batch=37))

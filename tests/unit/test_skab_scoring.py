@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.skab.scoring import (
+from bench.skab_protocol.scoring import (
     PROFILES,
     PUBLISHED_CP_ROLLING_MAX,
     SKAB_ROOT,
