@@ -19,10 +19,10 @@ Rules, in the order the engine applies them to a batch:
    bad one; bad_quality follows the flag; any reading clears an offline alarm.
 2. Limits, rate, trend and drift see only good-quality readings newer than the sensor's newest evaluated one.
 
-Stuck compares against the related sensor's latest good value at or before the reading's time. The engine
-looks that up among the batch's readings and falls back to the related sensor's last evaluated value,
-whatever its time; `related_asof` selects between that ("engine") and a lookup in the related sensor's own
-history of evaluated values, which is what the docstrings describe ("history").
+Stuck compares against the related sensor's latest evaluated value at or before the reading's time ("history",
+what the engine does, with a ring of the last few values per sensor). `related_asof="engine"` keeps the
+engine's earlier lookup (the batch's readings, else the last evaluated value whatever its time), which made
+detections depend on batch boundaries; it stays for comparison only.
 """
 
 from __future__ import annotations

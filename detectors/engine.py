@@ -17,9 +17,11 @@ from detectors.health import (
     HEALTH_RULES,
     OFFLINE,
     HealthState,
+    History,
     check_offline,
     evaluate_health,
     related_values_asof,
+    remember,
 )
 from detectors.limits import (
     EVENT_NAMES,
@@ -39,7 +41,8 @@ from hazardwatch.model import DETECTOR_VERSION, Q_BAD, ReadingBatch, stable_id
 from hazardwatch.profiles import load_profiles
 from hazardwatch.registry import LIMIT_NAMES, Registry
 
-_STATE_KEYS = ("limits", "rate", "trend", "drift", "health", "last")  # per sensor; voting and forecasts below
+# Per-sensor state; voting groups and displacement forecasts are kept separately below.
+_STATE_KEYS = ("limits", "rate", "trend", "drift", "health", "last", "history")
 DRIFT_KINDS = {"gas_combustible": 6 * 3600.0, "gas_toxic": 6 * 3600.0, "oxygen": 6 * 3600.0,
                "methane": 6 * 3600.0}
 HEALTH_LEVEL = {"out_of_range": 3, "bad_quality": 4, "stuck": 2, "offline": 3}
@@ -108,7 +111,8 @@ class DetectorEngine:
         self.offline_multiple = offline_multiple
         self.state: dict[str, Any] = {"limits": LimitState.empty(n), "rate": RateState.empty(n),
                                       "trend": TrendState.empty(n), "drift": DriftState.empty(n),
-                                      "health": HealthState.empty(n), "last": LastValue.empty(n)}
+                                      "health": HealthState.empty(n), "last": LastValue.empty(n),
+                                      "history": History.empty(n)}
         self._slot = {sid: i for i, sid in enumerate(registry.sensor_ids)}
         self._source_slots = {src: np.array([self._slot[s] for s in registry.sources[src].sensors], dtype=np.int64)
                               for src in registry.sources}
@@ -150,18 +154,18 @@ class DetectorEngine:
         out: list[dict[str, Any]] = []
         bad = q == Q_BAD
 
+        ls: LimitState = st["limits"]
+        keep = evaluable(ls.last_ts_ms, slot, ts, q)  # the readings the value detectors will evaluate
         # Health sees every newer reading, bad quality included.
         hs: HealthState = st["health"]
         keep_h = evaluable(hs.last_seen_ms, slot, ts, np.zeros_like(q))
         if keep_h.any():
             seg = sorted_segments(slot, keep_h)
             t, v, qb = ts[seg.order], val[seg.order], bad[seg.order]
-            relv = related_values_asof(seg, t, v, ~qb, p.related, st["last"].value)
+            relv = related_values_asof(seg.slot, t, p.related, slot[keep], ts[keep], val[keep], st["history"])
             st["health"], ev = evaluate_health(hs, seg, t, v, qb, p.lo, p.hi, p.related, p.stuck_ms, relv)
             out += self._health_records(seg.slot[ev["row"]], t[ev["row"]], ev)
 
-        ls: LimitState = st["limits"]
-        keep = evaluable(ls.last_ts_ms, slot, ts, q)
         self.skipped += int(len(slot) - np.count_nonzero(keep))
         if not keep.any():
             # Health may have changed (bad quality, out of range): voters' trust must be re-judged anyway.
@@ -179,6 +183,7 @@ class DetectorEngine:
         st["drift"], dev = evaluate_drift(st["drift"], seg, t, v, last_t, p.drift_tau, p.drift_k, p.drift_h)
         out += self._records("drift", seg.slot, t, dev)
         st["last"] = LastValue(put(last_v, seg.slot[seg.last], v[seg.last]))
+        st["history"] = remember(st["history"], seg.slot, t, v)
         out += self._vote(int(t.max()))
         out += self._forecast(slot, ts, val, q)
         return out

@@ -102,25 +102,80 @@ def check_offline(state: HealthState, slots: np.ndarray, now_ms: int, period_s: 
     return HealthState(active, since, state.flat_since_ms, state.last_seen_ms, state.last_good), events
 
 
-def related_values_asof(seg: Segments, t: np.ndarray, v: np.ndarray, good: np.ndarray, related: np.ndarray,
-                        last_v: np.ndarray) -> np.ndarray:
-    """For each reading, the related sensor's latest good value at or before its time (as-of join)."""
-    s = seg.slot
-    rel = related[s]
-    out = np.full(len(s), np.nan)
-    need = rel >= 0
-    if not need.any():
+RING = 4  # evaluated (time, value) pairs kept per sensor for the as-of lookup of related sensors
+
+
+@dataclass(frozen=True)
+class History:
+    """The last RING evaluated readings per sensor, oldest first (time MIN where empty)."""
+
+    t_ms: np.ndarray  # int64 [sensors, RING]
+    value: np.ndarray  # float [sensors, RING]
+
+    @classmethod
+    def empty(cls, n: int) -> History:
+        return cls(np.full((n, RING), np.iinfo(np.int64).min, dtype=np.int64), np.full((n, RING), np.nan))
+
+
+def remember(hist: History, slot: np.ndarray, t: np.ndarray, v: np.ndarray) -> History:
+    """Append evaluated readings (strictly newer per sensor, in time order) to each sensor's ring."""
+    if len(slot) == 0:
+        return hist
+    order = np.argsort(slot, kind="stable")
+    s, tt, vv = slot[order], t[order], v[order]
+    start = np.r_[True, s[1:] != s[:-1]]
+    seg_start = np.maximum.accumulate(np.where(start, np.arange(len(s)), 0))
+    ends = np.r_[np.flatnonzero(start)[1:], len(s)]
+    seg_end = np.repeat(ends, np.diff(np.r_[np.flatnonzero(start), len(s)]))
+    from_end = seg_end - 1 - np.arange(len(s))  # 0 for the newest reading of its sensor
+    count = np.minimum(seg_end - seg_start, RING)
+    rows = s[start]
+    n_new = count[start]
+    t_ring, v_ring = hist.t_ms.copy(), hist.value.copy()
+    # Shift the old entries left by the number of new ones, then write the new ones at the end.
+    for k in range(RING):
+        src = k + n_new
+        ok = src < RING
+        t_ring[rows[ok], k] = hist.t_ms[rows[ok], src[ok]]
+        v_ring[rows[ok], k] = hist.value[rows[ok], src[ok]]
+    recent = from_end < RING
+    col = RING - 1 - from_end[recent]
+    t_ring[s[recent], col] = tt[recent]
+    v_ring[s[recent], col] = vv[recent]
+    return History(t_ring, v_ring)
+
+
+def related_values_asof(slot: np.ndarray, t: np.ndarray, related: np.ndarray, ev_slot: np.ndarray,
+                        ev_t: np.ndarray, ev_v: np.ndarray, hist: History) -> np.ndarray:
+    """For each reading, its related sensor's latest evaluated value at or before the reading's time.
+
+    Candidates are this batch's evaluated readings (ev_*) and the related sensor's ring of earlier ones, so the
+    answer is the same however the stream is cut into batches (as long as the value needed is among the last
+    RING evaluated ones). NaN when nothing that old is known.
+    """
+    rel = related[slot]
+    out = np.full(len(slot), np.nan)
+    need = np.flatnonzero(rel >= 0)
+    if len(need) == 0:
         return out
-    span = np.int64(1) << 43
-    src = np.flatnonzero(good)
-    if len(src) == 0:
-        out[need] = last_v[rel[need]]
-        return out
-    keys = s[src] * span + t[src]
-    order = np.argsort(keys, kind="stable")
-    keys, vals = keys[order], v[src][order]
-    q = rel[need] * span + t[need]
-    pos = np.searchsorted(keys, q, side="right") - 1
-    hit = (pos >= 0) & (keys[np.maximum(pos, 0)] // span == rel[need])
-    out[need] = np.where(hit, vals[np.maximum(pos, 0)], last_v[rel[need]])
+    r, tq = rel[need], t[need]
+    best_t = np.full(len(need), np.iinfo(np.int64).min, dtype=np.int64)
+    best_v = np.full(len(need), np.nan)
+    ring_t, ring_v = hist.t_ms[r], hist.value[r]
+    ok = ring_t <= tq[:, None]
+    k = np.where(ok, ring_t, np.iinfo(np.int64).min).argmax(axis=1)
+    has = ok[np.arange(len(need)), k]
+    best_t = np.where(has, ring_t[np.arange(len(need)), k], best_t)
+    best_v = np.where(has, ring_v[np.arange(len(need)), k], best_v)
+    if len(ev_slot):
+        span = np.int64(1) << 43
+        keys = ev_slot * span + ev_t
+        order = np.argsort(keys, kind="stable")
+        keys, vals, times = keys[order], ev_v[order], ev_t[order]
+        pos = np.searchsorted(keys, r * span + tq, side="right") - 1
+        p = np.maximum(pos, 0)
+        hit = (pos >= 0) & (ev_slot[order][p] == r)
+        newer = hit & (times[p] >= best_t)
+        best_v = np.where(newer, vals[p], best_v)
+    out[need] = best_v
     return out

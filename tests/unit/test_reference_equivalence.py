@@ -127,7 +127,7 @@ def assert_same_state(engine: DetectorEngine, ref: ReferenceDetectors, sensors: 
 
 
 def play(reg: Registry, rows: list[Reading], cuts: list[int], ticks: list[int | None],
-         related_asof: RelatedAsof = "engine") -> tuple[DetectorEngine, list[dict[str, Any]]]:
+         related_asof: RelatedAsof = "history") -> tuple[DetectorEngine, list[dict[str, Any]]]:
     """Feed both in the same batches with the same ticks; check events and final state; return the engine and
     the reference's events."""
     engine, ref = DetectorEngine(reg), ReferenceDetectors(reg, related_asof=related_asof)
@@ -173,9 +173,8 @@ def delayed_registry(registry: Registry) -> Registry:
     return reg
 
 
-# The engine looks up the related sensor's value among the batch's readings and otherwise falls back to its last
-# evaluated value whatever that value's time (see the xfail test below), so the property tests ask the reference
-# to do the same; the intended lookup ("history") is pinned by the xfail test.
+# The engine looks up the related sensor's value at or before each reading's time among the batch's evaluated
+# readings and a ring of its last evaluated ones, i.e. the reference's "history" lookup.
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(streams, cut_lists, tick_lists)
 def test_engine_matches_the_per_reading_reference(registry: Registry, steps: list[Any], cuts: list[int],
@@ -253,9 +252,6 @@ def test_reference_stuck_uses_the_related_value_at_or_before_the_reading(
         assert _run(ReferenceDetectors(registry), batches) == expected
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: stuck falls back to the related sensor's last evaluated value "
-                                       "whatever its time, and ignores a late good related reading within a batch, "
-                                       "so detections depend on batch boundaries")
 @pytest.mark.parametrize(("rows", "expected"), STUCK_CASES)
 def test_engine_stuck_uses_the_related_value_at_or_before_the_reading(
         registry: Registry, rows: list[Reading], expected: list[tuple[str, str, int]]) -> None:
