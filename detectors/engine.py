@@ -28,6 +28,7 @@ from detectors.limits import (
     HIGH,
     LimitParams,
     LimitState,
+    by_slot,
     evaluable,
     limits_on_segments,
     sorted_segments,
@@ -154,13 +155,14 @@ class DetectorEngine:
         out: list[dict[str, Any]] = []
         bad = q == Q_BAD
 
+        grouped = by_slot(slot)  # the one sort of this batch
         ls: LimitState = st["limits"]
-        keep = evaluable(ls.last_ts_ms, slot, ts, q)  # the readings the value detectors will evaluate
+        keep = evaluable(ls.last_ts_ms, slot, ts, q, grouped)  # the readings the value detectors will evaluate
         # Health sees every newer reading, bad quality included.
         hs: HealthState = st["health"]
-        keep_h = evaluable(hs.last_seen_ms, slot, ts, np.zeros_like(q))
+        keep_h = evaluable(hs.last_seen_ms, slot, ts, np.zeros_like(q), grouped)
         if keep_h.any():
-            seg = sorted_segments(slot, keep_h)
+            seg = sorted_segments(slot, keep_h, grouped)
             t, v, qb = ts[seg.order], val[seg.order], bad[seg.order]
             relv = related_values_asof(seg.slot, t, p.related, slot[keep], ts[keep], val[keep], st["history"])
             st["health"], ev = evaluate_health(hs, seg, t, v, qb, p.lo, p.hi, p.related, p.stuck_ms, relv)
@@ -170,7 +172,7 @@ class DetectorEngine:
         if not keep.any():
             # Health may have changed (bad quality, out of range): voters' trust must be re-judged anyway.
             return out + self._vote(int(ts.max()))
-        seg = sorted_segments(slot, keep)
+        seg = sorted_segments(slot, keep, grouped)
         t, v = ts[seg.order], val[seg.order]
         last_t, last_v = ls.last_ts_ms, st["last"].value
         st["limits"], lev = limits_on_segments(ls, seg, t, v, p.limits)

@@ -91,11 +91,18 @@ class LimitEvents:
         return len(self.slot)
 
 
-def evaluable(state_last_ts: np.ndarray, slot: np.ndarray, ts_ms: np.ndarray, quality: np.ndarray) -> np.ndarray:
+def by_slot(slot: np.ndarray) -> np.ndarray:
+    """Indices of a batch grouped by sensor, arrival order kept within each sensor. Any subset of it, taken in
+    this order, is grouped the same way, so one sort per batch serves every detector."""
+    return np.argsort(slot, kind="stable")
+
+
+def evaluable(state_last_ts: np.ndarray, slot: np.ndarray, ts_ms: np.ndarray, quality: np.ndarray,
+              grouped: np.ndarray | None = None) -> np.ndarray:
     """Mask of readings to evaluate: good quality and newer than everything evaluated before for the sensor."""
     good = np.asarray(quality) != Q_BAD
-    idx = np.flatnonzero(good)
-    order = idx[np.argsort(slot[idx], kind="stable")]
+    grouped = by_slot(slot) if grouped is None else grouped
+    order = grouped[good[grouped]]
     s, t = slot[order], ts_ms[order]
     keep_sorted = np.zeros(len(order), dtype=bool)
     if len(order):
@@ -123,9 +130,9 @@ def evaluate_limits(state: LimitState, slot: np.ndarray, ts_ms: np.ndarray, valu
     return new, events, skipped
 
 
-def sorted_segments(slot: np.ndarray, keep: np.ndarray) -> Segments:
-    idx = np.flatnonzero(keep)
-    order = idx[np.argsort(slot[idx], kind="stable")]
+def sorted_segments(slot: np.ndarray, keep: np.ndarray, grouped: np.ndarray | None = None) -> Segments:
+    grouped = by_slot(slot) if grouped is None else grouped
+    order = grouped[keep[grouped]]
     s = slot[order]
     start = np.r_[True, s[1:] != s[:-1]] if len(s) else np.zeros(0, dtype=bool)
     last = np.r_[s[1:] != s[:-1], True] if len(s) else np.zeros(0, dtype=bool)
