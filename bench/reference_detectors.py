@@ -393,6 +393,9 @@ class ReferenceDetectors:
     @staticmethod
     def _trend(c: SensorConfig, st: SensorState, t: int, v: float, prev_t: int | None, first_in_batch: bool,
                out: list[dict[str, Any]]) -> None:
+        tau = c.trend_tau_s
+        if tau is None:
+            return  # not tracked: no sums kept (the engine leaves them untouched too)
         # Keep x small: move the reference time up when it is over a day old (an exact shift of the sums). Like
         # the engine, only at the sensor's first evaluated reading of a batch, so the states compare field by
         # field; checking every reading would change rounding only, never the fit.
@@ -401,16 +404,10 @@ class ReferenceDetectors:
             w, sx, sxx, sv, sxv = st.sums
             st.sums = [w, sx - d * w, sxx - 2 * d * sx + d * d * w, sv, sxv - d * sv]
             st.ref_ms = t
-        tau = c.trend_tau_s
-        if tau is None:
-            decay = 0.0
-        else:
-            decay = 0.0 if prev_t is None else math.exp(-((t - prev_t) / 1000.0) / tau)
+        decay = 0.0 if prev_t is None else math.exp(-((t - prev_t) / 1000.0) / tau)
         x = (t - st.ref_ms) / 1000.0
         w, sx, sxx, sv, sxv = (decay * a + b for a, b in zip(st.sums, (1.0, x, x * x, v, x * v), strict=True))
         st.sums = [w, sx, sxx, sv, sxv]
-        if tau is None:
-            return  # the sums are kept (the engine keeps them too) but nothing is forecast
         den = w * sxx - sx * sx
         slope = math.nan
         if w >= MIN_WEIGHT and den > SLOPE_DEN_EPS * max(w * sxx, 1e-300):
@@ -440,8 +437,7 @@ class ReferenceDetectors:
                out: list[dict[str, Any]]) -> None:
         tau = c.drift_tau_s
         if tau is None:
-            st.mean = v  # untracked: the engine's baseline then simply follows the value
-            return
+            return  # not tracked: no baseline kept
         if math.isnan(st.mean):
             before = st.mean = v  # the first reading seeds the baseline
         else:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from detectors.scan import Segments, affine_scan, segmented_cummin, segmented_cumsum
-from detectors.transitions import put, toggle, transitions
+from detectors.transitions import put, rows, toggle, transitions
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def evaluate_drift(state: DriftState, seg: Segments, t: np.ndarray, v: np.ndarra
     # Untracked sensors contribute zeros: a NaN would poison the cumulative sum of every later segment.
     y = np.where(tracked[:, None], np.stack([dev - kk, -dev - kk], axis=1), 0.0)
     c = segmented_cumsum(seg, y)
-    s0 = state.cusum[s][seg.seg_start]
+    s0 = rows(state.cusum, s)[seg.seg_start]
     low = np.minimum(-s0, segmented_cummin(seg, c))
     cus = c - low
     score = cus.max(axis=1)

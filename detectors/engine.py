@@ -8,12 +8,14 @@ Parameters are column arrays over sensor slots, built once from the registry.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from hashlib import sha256
 from typing import Any
 
 import numpy as np
 
 from detectors.drift import DriftState, evaluate_drift
 from detectors.health import (
+    FLAT_FRACTION,
     HEALTH_RULES,
     OFFLINE,
     HealthState,
@@ -34,11 +36,12 @@ from detectors.limits import (
     sorted_segments,
 )
 from detectors.rate import RateState, evaluate_rate
+from detectors.scan import Segments, subset
 from detectors.tailings import InverseVelocityParams, InverseVelocityState, evaluate_inverse_velocity
 from detectors.transitions import put
 from detectors.trend import TrendState, evaluate_trend
 from detectors.voting import KIND_NAMES, VotingGroups, VotingState, evaluate_voting
-from hazardwatch.model import DETECTOR_VERSION, Q_BAD, ReadingBatch, stable_id
+from hazardwatch.model import DETECTOR_VERSION, Q_BAD, ReadingBatch
 from hazardwatch.profiles import load_profiles
 from hazardwatch.registry import LIMIT_NAMES, Registry
 
@@ -114,11 +117,29 @@ class DetectorEngine:
                                       "trend": TrendState.empty(n), "drift": DriftState.empty(n),
                                       "health": HealthState.empty(n), "last": LastValue.empty(n),
                                       "history": History.empty(n)}
+        self.n = n
+        # Which detectors each sensor has, so each runs only where configured.
+        with np.errstate(invalid="ignore"):
+            sets = self.p.limits.set_level
+            self.quiet_hi = np.where(HIGH, sets, np.inf).min(axis=1, initial=np.inf, where=HIGH & ~np.isnan(sets))
+            self.quiet_lo = np.where(~HIGH, sets, -np.inf).max(axis=1, initial=-np.inf,
+                                                               where=~HIGH & ~np.isnan(sets))
+        self.has_limits = ~np.isnan(sets).all(axis=1)
+        self.has_rate = np.isfinite(self.p.rate_max)
+        self.has_trend = np.isfinite(self.p.trend_tau)
+        self.has_drift = np.isfinite(self.p.drift_tau) & np.isfinite(self.p.drift_h)
+        self.checks_stuck = np.isfinite(self.p.stuck_ms) & (self.p.related >= 0)
+        self.is_related = np.zeros(n, dtype=bool)  # some sensor's stuck check looks at this one's history
+        self.is_related[self.p.related[self.p.related >= 0]] = True
         self._slot = {sid: i for i, sid in enumerate(registry.sensor_ids)}
+        versions = {pid: prof.version for pid, prof in load_profiles().items()}
+        # What every detection record of a sensor repeats, looked up once.
+        sensors = [registry.sensors[sid] for sid in registry.sensor_ids]
+        self._static = [(s.id, s.source, registry.sources[s.source].enterprise, s.unit, s.profile,
+                         versions.get(s.profile or "")) for s in sensors]
         self._source_slots = {src: np.array([self._slot[s] for s in registry.sources[src].sensors], dtype=np.int64)
                               for src in registry.sources}
         self.skipped = 0  # readings not evaluated (bad quality, stale or out of order)
-        self._profile_versions = {pid: prof.version for pid, prof in load_profiles().items()}
         # Voting groups (gas detectors confirming each other) across all sources.
         self.groups = [g for src in registry.sources.values() for g in src.voting]
         gos = np.full(n, -1, dtype=np.int64)
@@ -127,7 +148,9 @@ class DetectorEngine:
             for sid in g.sensors:
                 gos[self._slot[sid]] = gi
                 self.vote_col[self._slot[sid]] = LIMIT_NAMES.index(g.limit)
-        self.voting = VotingGroups.build(gos, [g.koon for g in self.groups]) if self.groups else None
+        # Voting sees only the voters' columns: the snapshot after each batch is then as small as the groups.
+        self.voters = np.flatnonzero(gos >= 0)
+        self.voting = VotingGroups.build(gos[self.voters], [g.koon for g in self.groups]) if self.groups else None
         self.state["voting"] = VotingState.empty(len(self.groups))
         self._group_of_source = {src: [gi for gi, g in enumerate(self.groups) if g.source == src]
                                  for src in registry.sources}
@@ -151,22 +174,21 @@ class DetectorEngine:
         return self.process_arrays(slot, ts, val, q)
 
     def process_arrays(self, slot: np.ndarray, ts: np.ndarray, val: np.ndarray, q: np.ndarray) -> list[dict]:
+        """Every detector over one batch (readings in arrival order). Most readings of a healthy plant change
+        nothing but a timestamp, so each detector runs only on the sensors it is configured for and, for limits
+        and health, only on sensors with something going on (a value past a set level, an alarm or timer
+        pending, a bad or out-of-range reading); the rest are settled with a few whole-batch array operations."""
         st, p = self.state, self.p
         out: list[dict[str, Any]] = []
-        bad = q == Q_BAD
-
-        grouped = by_slot(slot)  # the one sort of this batch
+        grouped = by_slot(slot, self.n)  # the one grouping of this batch
         ls: LimitState = st["limits"]
         keep = evaluable(ls.last_ts_ms, slot, ts, q, grouped)  # the readings the value detectors will evaluate
         # Health sees every newer reading, bad quality included.
         hs: HealthState = st["health"]
         keep_h = evaluable(hs.last_seen_ms, slot, ts, np.zeros_like(q), grouped)
         if keep_h.any():
-            seg = sorted_segments(slot, keep_h, grouped)
-            t, v, qb = ts[seg.order], val[seg.order], bad[seg.order]
-            relv = related_values_asof(seg.slot, t, p.related, slot[keep], ts[keep], val[keep], st["history"])
-            st["health"], ev = evaluate_health(hs, seg, t, v, qb, p.lo, p.hi, p.related, p.stuck_ms, relv)
-            out += self._health_records(seg.slot[ev["row"]], t[ev["row"]], ev)
+            out += self._health(hs, slot, ts, val, q == Q_BAD, keep, keep_h, grouped)
+        n_health = len(out)
 
         self.skipped += int(len(slot) - np.count_nonzero(keep))
         if not keep.any():
@@ -174,29 +196,88 @@ class DetectorEngine:
             return out + self._vote(int(ts.max()))
         seg = sorted_segments(slot, keep, grouped)
         t, v = ts[seg.order], val[seg.order]
+        # Rate, trend and drift read the previous reading from the state before this batch, so they run before
+        # limits and the last value move on (state arrays are updated in place).
         last_t, last_v = ls.last_ts_ms, st["last"].value
-        st["limits"], lev = limits_on_segments(ls, seg, t, v, p.limits)
-        out += self._limit_records(lev)
-        st["rate"], rev = evaluate_rate(st["rate"], seg, t, v, last_t, last_v, p.rate_max)
-        out += self._records("rate", seg.slot, t, rev)
-        st["trend"], tev, _, _ = evaluate_trend(st["trend"], seg, t, v, last_t, p.trend_tau, p.trend_target,
-                                                p.trend_high, p.trend_horizon)
-        out += self._records("trend", seg.slot, t, tev)
-        st["drift"], dev = evaluate_drift(st["drift"], seg, t, v, last_t, p.drift_tau, p.drift_k, p.drift_h)
-        out += self._records("drift", seg.slot, t, dev)
+        sub, rows = subset(seg, self.has_rate[seg.slot])
+        if sub.n:
+            st["rate"], rev = evaluate_rate(st["rate"], sub, t[rows], v[rows], last_t, last_v, p.rate_max)
+            out += self._records("rate", sub.slot, t[rows], rev)
+        sub, rows = subset(seg, self.has_trend[seg.slot])
+        if sub.n:
+            st["trend"], tev, _, _ = evaluate_trend(st["trend"], sub, t[rows], v[rows], last_t, p.trend_tau,
+                                                    p.trend_target, p.trend_high, p.trend_horizon)
+            out += self._records("trend", sub.slot, t[rows], tev)
+        sub, rows = subset(seg, self.has_drift[seg.slot])
+        if sub.n:
+            st["drift"], dev = evaluate_drift(st["drift"], sub, t[rows], v[rows], last_t, p.drift_tau, p.drift_k,
+                                              p.drift_h)
+            out += self._records("drift", sub.slot, t[rows], dev)
+        out[n_health:n_health] = self._limits(ls, seg, t, v)  # listed before rate, trend and drift, as always
         st["last"] = LastValue(put(last_v, seg.slot[seg.last], v[seg.last]))
-        st["history"] = remember(st["history"], seg.slot, t, v)
+        rel = self.is_related[seg.slot]
+        if rel.any():
+            st["history"] = remember(st["history"], seg.slot[rel], t[rel], v[rel])
         out += self._vote(int(t.max()))
         out += self._forecast(slot, ts, val, q)
         return out
+
+    def _limits(self, ls: LimitState, seg: Segments, t: np.ndarray, v: np.ndarray) -> list[dict[str, Any]]:
+        """Limit alarms for the sensors that need the state machine; the newest time for all."""
+        s = seg.slot
+        with np.errstate(invalid="ignore"):
+            quiet = (v < self.quiet_hi[s]) & (v > self.quiet_lo[s])  # NaN is never quiet
+        # Clear on every limit and nothing pending: a quiet reading cannot change anything but the time.
+        busy = (_row_any(ls.cond) | _row_any(ls.active) | _row_any(ls.latched))[s]
+        flag = np.zeros(self.n, dtype=bool)
+        flag[s[~quiet | busy]] = True  # whole sensors: one loud reading sends all its readings to the slow path
+        sub, rows = subset(seg, flag[s] & self.has_limits[s])
+        events: list[dict[str, Any]] = []
+        if sub.n:
+            ls, lev = limits_on_segments(ls, sub, t[rows], v[rows], self.p.limits)
+            events = self._limit_records(lev)
+        self.state["limits"] = replace(ls, last_ts_ms=put(ls.last_ts_ms, s[seg.last], t[seg.last]))
+        return events
+
+    def _health(self, hs: HealthState, slot: np.ndarray, ts: np.ndarray, val: np.ndarray, bad: np.ndarray,
+                keep: np.ndarray, keep_h: np.ndarray, grouped: np.ndarray) -> list[dict[str, Any]]:
+        p = self.p
+        seg = sorted_segments(slot, keep_h, grouped)
+        t, v, qb = ts[seg.order], val[seg.order], bad[seg.order]
+        s = seg.slot
+        with np.errstate(invalid="ignore"):
+            clean = ~qb & (v >= p.lo[s]) & (v <= p.hi[s])
+        # A lone, good, in-range reading of a sensor with no health alarm and no stuck check raises and clears
+        # nothing: only its flatness bookkeeping moves, elementwise. Everything else takes the full path.
+        fast = seg.start & seg.last & clean & ~self.checks_stuck[s] & ~_row_any(hs.active)[s]
+        events: list[dict[str, Any]] = []
+        sub, rows = subset(seg, ~fast)
+        if sub.n:
+            ts_, vs_ = t[rows], v[rows]
+            ev_ok = keep & self.is_related[slot]
+            relv = related_values_asof(sub.slot, ts_, p.related, slot[ev_ok], ts[ev_ok], val[ev_ok],
+                                       self.state["history"])
+            hs, ev = evaluate_health(hs, sub, ts_, vs_, qb[rows], p.lo, p.hi, p.related, p.stuck_ms, relv)
+            events = self._health_records(sub.slot[ev["row"]], ts_[ev["row"]], ev)
+        f = np.flatnonzero(fast)
+        if len(f):
+            fs, ft, fv = s[f], t[f], v[f]
+            span = p.hi[fs] - p.lo[fs]
+            moved = ~(np.abs(fv - hs.last_good[fs]) <= FLAT_FRACTION * span)
+            flat_since = np.where(moved, ft, hs.flat_since_ms[fs])
+            hs = HealthState(hs.active, hs.since_ms, put(hs.flat_since_ms, fs, flat_since),
+                             put(hs.last_seen_ms, fs, np.maximum(hs.last_seen_ms[fs], ft)), put(hs.last_good, fs, fv))
+        self.state["health"] = hs
+        return events
 
     def _vote(self, ts: int) -> list[dict[str, Any]]:
         """Snapshot of every group after the batch: who is in alarm, who can be trusted."""
         if self.voting is None:
             return []
-        n = len(self.reg.sensor_ids)
-        alarm = self.state["limits"].alarm[np.arange(n), self.vote_col]
-        healthy = ~self.state["health"].active.any(axis=1)
+        vs, col = self.voters, self.vote_col[self.voters]
+        ls = self.state["limits"]
+        alarm = ls.active[vs, col] | ls.latched[vs, col]
+        healthy = ~_row_any(self.state["health"].active)[vs]
         self.state["voting"], _, ev = evaluate_voting(self.state["voting"], self.voting, alarm, healthy, ts)
         out = []
         for i in range(len(ev)):
@@ -248,16 +329,15 @@ class DetectorEngine:
     # ---- records --------------------------------------------------------------------------------------------
     def _base(self, slot: int, rule: str, sub: str, state: str, ts: int, since: int, value: float,
               threshold: float, level: int, clause: str, category: str) -> dict[str, Any]:
-        sid = self.reg.sensor_ids[slot]
-        sensor = self.reg.sensors[sid]
-        src = self.reg.sources[sensor.source]
-        alert_id = stable_id(src.id, sid, rule, sub, since)
-        return {"id": stable_id(alert_id, state, ts), "alert_id": alert_id, "state": state, "source": src.id,
-                "enterprise": src.enterprise, "sensor": sid, "rule": rule, "limit": sub, "level": int(level),
-                "category": category, "value": float(value), "threshold": float(threshold), "unit": sensor.unit,
+        sid, src, ent, unit, profile, profile_version = self._static[slot]
+        # stable_id(src, sid, rule, sub, since) and stable_id(alert_id, state, ts), spelled out: this runs per event.
+        alert_id = sha256(f"{src}|{sid}|{rule}|{sub}|{since}".encode()).hexdigest()[:24]
+        record_id = sha256(f"{alert_id}|{state}|{ts}".encode()).hexdigest()[:24]
+        return {"id": record_id, "alert_id": alert_id, "state": state, "source": src,
+                "enterprise": ent, "sensor": sid, "rule": rule, "limit": sub, "level": int(level),
+                "category": category, "value": float(value), "threshold": float(threshold), "unit": unit,
                 "clause": clause, "ts_ms": int(ts), "since_ms": int(since), "detector": rule,
-                "detector_version": DETECTOR_VERSION, "profile": sensor.profile,
-                "profile_version": self._profile_versions.get(sensor.profile or "")}
+                "detector_version": DETECTOR_VERSION, "profile": profile, "profile_version": profile_version}
 
     def _limit_records(self, ev: Any) -> list[dict[str, Any]]:
         out = []
@@ -299,16 +379,17 @@ class DetectorEngine:
         return out
 
     def _health_records(self, slots: np.ndarray, t: np.ndarray, ev: dict[str, np.ndarray]) -> list[dict]:
+        clauses = {"offline": f"no value within {self.offline_multiple:g} x the reporting period",
+                   "stuck": "flat-lined while the related sensor shows the process moving (Buncefield)",
+                   "out_of_range": "outside the instrument range", "bad_quality": "gateway quality flag bad"}
         out = []
-        for i in range(len(ev["row"])):
-            rule = HEALTH_RULES[int(ev["rule"][i])]
-            state = "raise" if ev["kind"][i] == 1 else "clear"
+        for slot, ts, rule_i, kind, since, value, thr in zip(
+                slots.tolist(), t.tolist(), ev["rule"].tolist(), ev["kind"].tolist(), ev["since_ms"].tolist(),
+                ev["value"].tolist(), ev["threshold"].tolist(), strict=True):
+            rule = HEALTH_RULES[rule_i]
             cat = "communication" if rule == "offline" else "sensor_health"
-            clause = {"offline": f"no value within {self.offline_multiple:g} x the reporting period",
-                      "stuck": "flat-lined while the related sensor shows the process moving (Buncefield)",
-                      "out_of_range": "outside the instrument range", "bad_quality": "gateway quality flag bad"}[rule]
-            out.append(self._base(int(slots[i]), rule, "", state, int(t[i]), int(ev["since_ms"][i]),
-                                  float(ev["value"][i]), float(ev["threshold"][i]), HEALTH_LEVEL[rule], clause, cat))
+            out.append(self._base(slot, rule, "", "raise" if kind == 1 else "clear", ts, since, value, thr,
+                                  HEALTH_LEVEL[rule], clauses[rule], cat))
         return out
 
     # ---- checkpointing per hazard source ------------------------------------------------------------------
@@ -350,6 +431,14 @@ class DetectorEngine:
         n = len(self.reg.sensor_ids)
         total = sum(getattr(self.state[k], f.name).nbytes for k in self.state for f in fields(self.state[k]))
         return total / n
+
+
+def _row_any(flags: np.ndarray) -> np.ndarray:
+    """Any flag set per row of a bool [sensors, 4] array, reading each row as one 32-bit word (5-10x faster than
+    .any(axis=1) on 100,000 rows, which reduces along a 4-element axis)."""
+    if flags.shape[1:] == (4,) and flags.flags.c_contiguous:
+        return flags.view(np.uint32)[:, 0] != 0
+    return flags.any(axis=1)
 
 
 __all__ = ["HIGH", "DetectorEngine", "Params"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from detectors.scan import Segments, forward_fill_index, prev_in_segment
-from detectors.transitions import put, toggle, transitions
+from detectors.transitions import put, rows, toggle, transitions
 
 HEALTH_RULES = ("out_of_range", "bad_quality", "stuck", "offline")
 OOR, BADQ, STUCK, OFFLINE = range(4)
@@ -63,13 +63,13 @@ def evaluate_health(state: HealthState, seg: Segments, t: np.ndarray, v: np.ndar
     stuck = good & rel_moving & (t - flat_since >= stuck_ms[s])
     on = np.stack([oor, q_bad, stuck], axis=1)
     off = np.stack([good & ~oor, good, good & ~stuck], axis=1)
-    prior = state.active[s][:, :3]
+    prior_full = rows(state.active, s)
+    prior = prior_full[:, :3]
     active = toggle(seg, on, off & ~on, prior)
     # A reading of any quality ends an offline alarm.
     offline = np.zeros(len(s), dtype=bool)
     full = np.concatenate([active, offline[:, None]], axis=1)
-    prior_full = state.active[s]
-    kind, since = transitions(seg, full, prior_full, t, state.since_ms[s])
+    kind, since = transitions(seg, full, prior_full, t, rows(state.since_ms, s))
     er, ek = np.nonzero(kind >= 0)
     values = np.stack([v, v, t - flat_since, v], axis=1).astype(float)
     thresholds = np.stack([np.where(v < lo[s], lo[s], hi[s]), np.full_like(v, 2.0), stuck_ms[s] / 1.0,
@@ -93,8 +93,7 @@ def check_offline(state: HealthState, slots: np.ndarray, now_ms: int, period_s: 
     was = state.active[slots, OFFLINE]
     rise = late & ~was
     ev = slots[rise]
-    active = state.active.copy()
-    since = state.since_ms.copy()
+    active, since = state.active, state.since_ms  # updated in place (see detectors.transitions.put)
     active[ev, OFFLINE] = True
     since[ev, OFFLINE] = now_ms
     events = {"slot": ev, "kind": np.ones(len(ev), dtype=np.int8), "value": (now_ms - seen[rise]) / 1000.0,
@@ -131,13 +130,14 @@ def remember(hist: History, slot: np.ndarray, t: np.ndarray, v: np.ndarray) -> H
     count = np.minimum(seg_end - seg_start, RING)
     rows = s[start]
     n_new = count[start]
-    t_ring, v_ring = hist.t_ms.copy(), hist.value.copy()
-    # Shift the old entries left by the number of new ones, then write the new ones at the end.
+    t_ring, v_ring = hist.t_ms, hist.value  # in place (see detectors.transitions.put)
+    # Shift the old entries left by the number of new ones, then write the new ones at the end. Column k reads
+    # column k + n_new >= k, which has not been overwritten yet.
     for k in range(RING):
         src = k + n_new
         ok = src < RING
-        t_ring[rows[ok], k] = hist.t_ms[rows[ok], src[ok]]
-        v_ring[rows[ok], k] = hist.value[rows[ok], src[ok]]
+        t_ring[rows[ok], k] = t_ring[rows[ok], src[ok]]
+        v_ring[rows[ok], k] = v_ring[rows[ok], src[ok]]
     recent = from_end < RING
     col = RING - 1 - from_end[recent]
     t_ring[s[recent], col] = tt[recent]

@@ -23,7 +23,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from detectors.scan import Segments, forward_fill_index, prev_in_segment
+from detectors.scan import Segments, forward_fill_index, from_grouped, prev_in_segment
+from detectors.transitions import put, rows
 from hazardwatch.model import Q_BAD
 
 N_LIMITS = 4  # columns in the order of hazardwatch.registry.LIMIT_NAMES: LL, L, H, HH
@@ -91,10 +92,20 @@ class LimitEvents:
         return len(self.slot)
 
 
-def by_slot(slot: np.ndarray) -> np.ndarray:
+def by_slot(slot: np.ndarray, n_slots: int | None = None) -> np.ndarray:
     """Indices of a batch grouped by sensor, arrival order kept within each sensor. Any subset of it, taken in
-    this order, is grouped the same way, so one sort per batch serves every detector."""
-    return np.argsort(slot, kind="stable")
+    this order, is grouped the same way, so one grouping per batch serves every detector.
+
+    With n_slots given, sensors with a single reading in the batch (nearly all of them when sensors report every
+    few seconds and batches span a fraction of that) are left where they are and only the rest are sorted.
+    """
+    if n_slots is None or len(slot) == 0:
+        return np.argsort(slot, kind="stable")
+    once = np.bincount(slot, minlength=n_slots)[slot] == 1
+    if once.all():
+        return np.arange(len(slot))
+    multi = np.flatnonzero(~once)
+    return np.concatenate([np.flatnonzero(once), multi[np.argsort(slot[multi], kind="stable")]])
 
 
 def evaluable(state_last_ts: np.ndarray, slot: np.ndarray, ts_ms: np.ndarray, quality: np.ndarray,
@@ -107,9 +118,13 @@ def evaluable(state_last_ts: np.ndarray, slot: np.ndarray, ts_ms: np.ndarray, qu
     keep_sorted = np.zeros(len(order), dtype=bool)
     if len(order):
         starts = np.r_[True, s[1:] != s[:-1]]
-        shifted = t + (np.cumsum(starts) - 1) * _GROUP_SPAN
-        prev_max = np.maximum.accumulate(np.r_[_MIN, shifted[:-1]])
-        keep_sorted = (t > state_last_ts[s]) & ((shifted > prev_max) | starts)
+        newer = t > state_last_ts[s]
+        if starts.all():  # one reading per sensor: only the state's newest time to beat
+            keep_sorted = newer
+        else:
+            shifted = t + (np.cumsum(starts) - 1) * _GROUP_SPAN
+            prev_max = np.maximum.accumulate(np.r_[_MIN, shifted[:-1]])
+            keep_sorted = newer & ((shifted > prev_max) | starts)
     keep = np.zeros(len(slot), dtype=bool)
     keep[order[keep_sorted]] = True
     return keep
@@ -133,11 +148,7 @@ def evaluate_limits(state: LimitState, slot: np.ndarray, ts_ms: np.ndarray, valu
 def sorted_segments(slot: np.ndarray, keep: np.ndarray, grouped: np.ndarray | None = None) -> Segments:
     grouped = by_slot(slot) if grouped is None else grouped
     order = grouped[keep[grouped]]
-    s = slot[order]
-    start = np.r_[True, s[1:] != s[:-1]] if len(s) else np.zeros(0, dtype=bool)
-    last = np.r_[s[1:] != s[:-1], True] if len(s) else np.zeros(0, dtype=bool)
-    pos = np.arange(len(s))
-    return Segments(order, s, start, last, np.maximum.accumulate(np.where(start, pos, 0)) if len(s) else pos)
+    return from_grouped(order, slot[order])
 
 
 def limits_on_segments(state: LimitState, seg: Segments, t: np.ndarray, v: np.ndarray,
@@ -150,31 +161,31 @@ def limits_on_segments(state: LimitState, seg: Segments, t: np.ndarray, v: np.nd
     tt = t[:, None]
 
     # 1. Deadband.
-    sets, resets = params.set_level[s], params.reset_level[s]
+    sets, resets = rows(params.set_level, s), rows(params.reset_level, s)
     vv = v[:, None]
     with np.errstate(invalid="ignore"):
         on = np.where(HIGH, vv >= sets, vv <= sets)
         off = np.where(HIGH, vv < resets, vv > resets) & ~on
     k = forward_fill_index(seg, on | off)
-    cond = np.where(k >= 0, on[np.maximum(k, 0), cols], state.cond[s])
-    prev_cond = prev_in_segment(seg, cond, state.cond[s])
+    cond = np.where(k >= 0, on[np.maximum(k, 0), cols], rows(state.cond, s))
+    prev_cond = prev_in_segment(seg, cond, rows(state.cond, s))
 
     # 2. Delays: how long has the condition held its current value?
     changed = cond != prev_cond
     kc = forward_fill_index(seg, changed)
-    cond_since = np.where(kc >= 0, t[np.maximum(kc, 0)], state.cond_since_ms[s])
+    cond_since = np.where(kc >= 0, t[np.maximum(kc, 0)], rows(state.cond_since_ms, s))
     held = tt - cond_since
-    go_on = cond & (held >= params.on_delay_ms[s])
-    go_off = ~cond & (held >= params.off_delay_ms[s])
+    go_on = cond & (held >= rows(params.on_delay_ms, s))
+    go_off = ~cond & (held >= rows(params.off_delay_ms, s))
     ka = forward_fill_index(seg, go_on | go_off)
-    active = np.where(ka >= 0, go_on[np.maximum(ka, 0), cols], state.active[s])
-    prev_active = prev_in_segment(seg, active, state.active[s])
+    active = np.where(ka >= 0, go_on[np.maximum(ka, 0), cols], rows(state.active, s))
+    prev_active = prev_in_segment(seg, active, rows(state.active, s))
     rose = active & ~prev_active
     fell = ~active & prev_active
 
     # 3. Latching: once raised, held until reset; the first rise latches it.
-    latching = params.latching[s]
-    prior_latched = state.latched[s]
+    latching = rows(params.latching, s)
+    prior_latched = rows(state.latched, s)
     kr = forward_fill_index(seg, rose)
     latched = latching & ((kr >= 0) | prior_latched)
     prev_latched = prev_in_segment(seg, latched, prior_latched)
@@ -189,7 +200,7 @@ def limits_on_segments(state: LimitState, seg: Segments, t: np.ndarray, v: np.nd
 
     # Activation time: the latest raise in this batch for the sensor/limit, else the one carried in state.
     kraise = forward_fill_index(seg, kind == RAISE)
-    since = np.where(kraise >= 0, t[np.maximum(kraise, 0)], state.since_ms[s])
+    since = np.where(kraise >= 0, t[np.maximum(kraise, 0)], rows(state.since_ms, s))
 
     er, ek = np.nonzero(kind >= 0)
     ekind = kind[er, ek]
@@ -200,9 +211,9 @@ def limits_on_segments(state: LimitState, seg: Segments, t: np.ndarray, v: np.nd
     )
     ls = s[last]
     new = LimitState(
-        cond=_put(state.cond, ls, cond[last]), cond_since_ms=_put(state.cond_since_ms, ls, cond_since[last]),
-        active=_put(state.active, ls, active[last]), latched=_put(state.latched, ls, latched[last]),
-        since_ms=_put(state.since_ms, ls, since[last]), last_ts_ms=_put(state.last_ts_ms, ls, t[last]),
+        cond=put(state.cond, ls, cond[last]), cond_since_ms=put(state.cond_since_ms, ls, cond_since[last]),
+        active=put(state.active, ls, active[last]), latched=put(state.latched, ls, latched[last]),
+        since_ms=put(state.since_ms, ls, since[last]), last_ts_ms=put(state.last_ts_ms, ls, t[last]),
     )
     return new, events
 
@@ -221,10 +232,6 @@ def reset_latches(state: LimitState, slots: np.ndarray, limits: np.ndarray) -> t
     return replace(state, latched=latched), ok
 
 
-def _put(arr: np.ndarray, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
-    out = arr.copy()
-    out[rows] = values
-    return out
 
 
 def _no_events() -> LimitEvents:

@@ -22,6 +22,7 @@ class Segments:
     start: np.ndarray  # bool: first reading of its segment
     last: np.ndarray  # bool: last reading of its segment
     seg_start: np.ndarray  # index (in sorted order) of the segment's first reading, per reading
+    single: bool = False  # every segment is one reading long (the usual batch): every scan is the identity
 
     @property
     def n(self) -> int:
@@ -31,16 +32,33 @@ class Segments:
 def segments(slot: np.ndarray, keep: np.ndarray | None = None) -> Segments:
     idx = np.arange(len(slot)) if keep is None else np.flatnonzero(keep)
     order = idx[np.argsort(slot[idx], kind="stable")]
-    s = slot[order]
+    return from_grouped(order, slot[order])
+
+
+def from_grouped(order: np.ndarray, s: np.ndarray) -> Segments:
+    """Segments of readings already grouped by slot (s = slot per reading, in `order`)."""
     start = np.r_[True, s[1:] != s[:-1]] if len(s) else np.zeros(0, dtype=bool)
     last = np.r_[s[1:] != s[:-1], True] if len(s) else np.zeros(0, dtype=bool)
     pos = np.arange(len(s))
-    seg_start = np.maximum.accumulate(np.where(start, pos, 0)) if len(s) else pos
-    return Segments(order, s, start, last, seg_start)
+    single = bool(start.all())
+    seg_start = pos if single else np.maximum.accumulate(np.where(start, pos, 0))
+    return Segments(order, s, start, last, seg_start, single)
+
+
+def subset(seg: Segments, mask: np.ndarray) -> tuple[Segments, np.ndarray]:
+    """The rows of seg where mask, as segments of their own, and their row numbers in seg.
+
+    The mask must take whole segments (all of a sensor's readings or none): a detector that sees only some of a
+    sensor's readings would carry the wrong state from one to the next.
+    """
+    rows = np.flatnonzero(mask)
+    return from_grouped(seg.order[rows], seg.slot[rows]), rows
 
 
 def prev_in_segment(seg: Segments, x: np.ndarray, prior: np.ndarray) -> np.ndarray:
     """x shifted by one within each segment; the first element of a segment takes `prior` (per reading)."""
+    if seg.single:
+        return prior.copy()
     out = np.empty_like(x)
     if len(x):
         out[1:] = x[:-1]
@@ -52,6 +70,8 @@ def forward_fill_index(seg: Segments, mask: np.ndarray) -> np.ndarray:
     """Index of the latest position <= i in i's segment where mask is True, else -1. Works on 2-D masks."""
     pos = np.arange(seg.n).reshape((-1,) + (1,) * (mask.ndim - 1))
     cand = np.where(mask, pos, -1)
+    if seg.single:
+        return cand
     last = np.maximum.accumulate(cand, axis=0) if seg.n else cand
     ss = seg.seg_start.reshape((-1,) + (1,) * (mask.ndim - 1))
     return np.where(last >= ss, last, -1)
@@ -68,6 +88,8 @@ def longest(seg: Segments) -> int:
 def segmented_cummin(seg: Segments, x: np.ndarray) -> np.ndarray:
     """Running minimum within each segment (exact: no offsets added to the values)."""
     out = x.copy()
+    if seg.single:
+        return out
     d = 1
     n = seg.n
     span = longest(seg)
@@ -81,6 +103,8 @@ def segmented_cummin(seg: Segments, x: np.ndarray) -> np.ndarray:
 
 def segmented_cumsum(seg: Segments, x: np.ndarray) -> np.ndarray:
     """Running sum within each segment, by cumulative sum minus the sum before the segment start."""
+    if seg.single:
+        return x.copy()
     c = np.cumsum(x, axis=0)
     before = np.zeros_like(c)
     if seg.n:
@@ -95,6 +119,8 @@ def affine_scan(seg: Segments, a: np.ndarray, b: np.ndarray, x0: np.ndarray) -> 
     Composition of affine maps is associative, so a doubling scan computes every prefix in log2(n) passes.
     Used for exponentially weighted statistics with time-varying decay (irregular reporting intervals).
     """
+    if seg.single:
+        return a * x0 + b
     A = a.astype(np.float64, copy=True)
     B = b.astype(np.float64, copy=True)
     n = seg.n

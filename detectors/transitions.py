@@ -29,7 +29,27 @@ def transitions(seg: Segments, state: np.ndarray, prior: np.ndarray, t: np.ndarr
     return kind, since
 
 
-def put(arr: np.ndarray, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
-    out = arr.copy()
-    out[rows] = values
-    return out
+def rows(arr: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """arr[idx] for state and parameter arrays: np.take along axis 0 is 6-8x faster than fancy indexing on
+    [sensors, k] arrays (NumPy's row gather goes through a general path)."""
+    return np.take(arr, idx, axis=0) if arr.ndim > 1 else arr[idx]
+
+
+# Rows of these widths (bytes) are scattered as one scalar each through a view: ~8x faster than a row scatter.
+_ROW_VIEWS = {4: np.dtype(np.uint32), 8: np.dtype(np.uint64), 16: np.dtype(np.complex128)}
+
+
+def put(arr: np.ndarray, idx: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Write a batch's results into a state array, in place.
+
+    Detector state is handed over, not shared: a detector updates the arrays it is given and returns them, and a
+    caller that still needs the old state keeps a copy. Copying every state array per batch cost more than the
+    detectors themselves at 100,000 sensors.
+    """
+    view = _ROW_VIEWS.get(arr.shape[1] * arr.itemsize) if arr.ndim == 2 and arr.flags.c_contiguous else None
+    if view is not None:
+        vals = np.ascontiguousarray(np.broadcast_to(values, (len(idx), arr.shape[1])), dtype=arr.dtype)
+        arr.view(view)[:, 0][idx] = vals.view(view)[:, 0]  # a bit-for-bit copy of each row
+    else:
+        arr[idx] = values
+    return arr

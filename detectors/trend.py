@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from detectors.scan import Segments, affine_scan
-from detectors.transitions import put, toggle, transitions
+from detectors.transitions import put, rows, toggle, transitions
 
 MIN_WEIGHT = 3.0  # effective number of samples before a slope is trusted
 CLEAR_FACTOR = 1.5  # the warning clears once the forecast is beyond 1.5 x the horizon (deadband)
@@ -39,7 +39,7 @@ class TrendState:
 def rebase(state: TrendState, slots: np.ndarray, new_ref_ms: np.ndarray) -> TrendState:
     """Move the reference time of `slots` to new_ref_ms, shifting the sums exactly."""
     d = (new_ref_ms - state.ref_ms[slots]) / 1000.0
-    w, st, stt, sv, stv = state.sums[slots].T
+    w, st, stt, sv, stv = rows(state.sums, slots).T
     shifted = np.stack([w, st - d * w, stt - 2 * d * st + d * d * w, sv, stv - d * sv], axis=1)
     return TrendState(put(state.ref_ms, slots, new_ref_ms), put(state.sums, slots, shifted), state.active,
                       state.since_ms)
@@ -62,7 +62,7 @@ def evaluate_trend(state: TrendState, seg: Segments, t: np.ndarray, v: np.ndarra
         decay = np.where(np.isfinite(tau), np.exp(-gap / tau), 0.0)
     x = (t - state.ref_ms[s]) / 1000.0
     f = np.stack([np.ones_like(x), x, x * x, v, x * v], axis=1)
-    sums = affine_scan(seg, np.repeat(decay[:, None], _FIELDS, axis=1), f, state.sums[s])
+    sums = affine_scan(seg, np.repeat(decay[:, None], _FIELDS, axis=1), f, rows(state.sums, s))
     w, st, stt, sv, stv = sums.T
     with np.errstate(invalid="ignore", divide="ignore"):
         den = w * stt - st * st
