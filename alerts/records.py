@@ -18,10 +18,12 @@ _CST = timedelta(hours=8)  # duty officers read China Standard Time
 _LIMIT_ZH = {"HH": "超过高高限", "H": "超过高限", "L": "低于低限", "LL": "低于低低限"}
 _LIMIT_EN = {"HH": "above high-high limit", "H": "above high limit", "L": "below low limit",
              "LL": "below low-low limit"}
-_RULE_ZH = {"vote": "表决", "failure_forecast": "失稳预测", "limit": "越限", "rate": "变化速率异常",
+_RULE_ZH = {"dam_warning": "尾矿库综合预警", "vote": "表决", "failure_forecast": "失稳预测", "limit": "越限",
+            "rate": "变化速率异常",
             "trend": "趋势预警", "drift": "读数漂移", "stuck": "读数卡滞", "offline": "数据中断",
             "out_of_range": "超出量程", "bad_quality": "数据质量坏值"}
-_RULE_EN = {"vote": "voting", "failure_forecast": "failure forecast", "limit": "limit", "rate": "rate of change",
+_RULE_EN = {"dam_warning": "dam warning", "vote": "voting", "failure_forecast": "failure forecast", "limit": "limit",
+            "rate": "rate of change",
             "trend": "trend", "drift": "drift", "stuck": "stuck sensor", "offline": "no data",
             "out_of_range": "out of range", "bad_quality": "bad quality"}
 
@@ -78,6 +80,13 @@ def _raise_text(det: dict[str, Any], u: str) -> tuple[str, str]:
         return (f"位移加速，反速度法预测约 {hours} 小时后失稳（当前速率 {value}{u}/小时），请立即组织巡查和撤离准备",
                 f"accelerating displacement: inverse-velocity forecast of slope failure in about {hours} h "
                 f"(now {value}{u}/h); inspect and prepare evacuation")
+    if rule == "dam_warning":
+        zh_items = "、".join(f"{k} {v}" for k, v in (det.get("items_zh") or {}).items() if v != "无")
+        en_items = ", ".join(f"{k} {v}" for k, v in (det.get("items") or {}).items() if v != "none")
+        return (f"尾矿库综合预警为{det.get('dam_level_zh', '')}（GB 39496-2020 5.5.4 逐级汇总：{zh_items}），"
+                f"请按应急预案响应",
+                f"dam warning {det.get('dam_level', '')} by the GB 39496-2020 5.5.4 roll-up ({en_items}); "
+                f"respond per the emergency plan")
     if rule == "out_of_range":
         return f"读数 {value}{u} 超出量程", f"reading {value}{u} outside the instrument range"
     return "数据质量标记为坏值", "the gateway marks the value as bad quality"

@@ -37,8 +37,18 @@ from detectors.limits import (
 )
 from detectors.rate import RateState, evaluate_rate
 from detectors.scan import Segments, subset
-from detectors.tailings import InverseVelocityParams, InverseVelocityState, evaluate_inverse_velocity
-from detectors.transitions import put
+from detectors.tailings import (
+    LEVEL_NAMES,
+    LEVEL_NAMES_ZH,
+    DamState,
+    InverseVelocityParams,
+    InverseVelocityState,
+    evaluate_dams,
+    evaluate_inverse_velocity,
+    explain_dam,
+    explain_item,
+)
+from detectors.transitions import put, rows
 from detectors.trend import TrendState, evaluate_trend
 from detectors.voting import KIND_NAMES, VotingGroups, VotingState, evaluate_voting
 from hazardwatch.model import DETECTOR_VERSION, Q_BAD, ReadingBatch
@@ -161,6 +171,28 @@ class DetectorEngine:
         self.point_of_slot[disp] = np.arange(len(disp))
         self.slot_of_point = np.array(disp, dtype=np.int64)
         self.state["forecast"] = InverseVelocityState.empty(len(disp), self.iv_params)
+        # GB 39496 roll-up: points (a dam's sensors with warning limits) -> items (one per monitored quantity,
+        # e.g. every piezometer of the dam) -> the dam's colour.
+        dams = [src for src in registry.sources.values() if src.kind == "tailings_dam"]
+        items: dict[tuple[int, str], int] = {}
+        point_slot, item_of_point = [], []
+        for di, src in enumerate(dams):
+            for sid in src.sensors:
+                sensor = registry.sensors[sid]
+                if sensor.limits:
+                    point_slot.append(self._slot[sid])
+                    item_of_point.append(items.setdefault((di, sensor.kind), len(items)))
+        self.dams = [src.id for src in dams]
+        self._dam_of_source = {sid: di for di, sid in enumerate(self.dams)}
+        self.item_kind = [kind for _, kind in items]
+        self.dam_of_item = np.array([di for di, _ in items], dtype=np.int64)
+        self.point_slot = np.array(point_slot, dtype=np.int64)
+        self.item_of_point = np.array(item_of_point, dtype=np.int64)
+        self.is_point = np.zeros(n, dtype=bool)
+        self.is_point[self.point_slot] = True
+        # Limit level 1 (red) .. 4 (blue) as a roll-up colour 4 (red) .. 1 (blue); 0 where there is no limit.
+        self.limit_colour = np.where(registry.limit_level > 0, 5 - registry.limit_level, 0).astype(np.int64)
+        self.state["dams"] = DamState.empty(len(dams))
 
     # ---- one batch ----------------------------------------------------------------------------------------
     def process(self, batches: list[ReadingBatch]) -> list[dict[str, Any]]:
@@ -220,6 +252,8 @@ class DetectorEngine:
             st["history"] = remember(st["history"], seg.slot[rel], t[rel], v[rel])
         out += self._vote(int(t.max()))
         out += self._forecast(slot, ts, val, q)
+        if self.is_point[seg.slot].any():
+            out += self._dams(int(t.max()))
         return out
 
     def _limits(self, ls: LimitState, seg: Segments, t: np.ndarray, v: np.ndarray) -> list[dict[str, Any]]:
@@ -310,6 +344,33 @@ class DetectorEngine:
                              int(ev.since_ms[i]), float(ev.velocity[i]), 0.0, 1, self.iv_params.clause, "process")
             rec["forecast_s"] = hours * 3600.0 if np.isfinite(hours) else None
             out.append(rec)
+        return out
+
+    def _dams(self, ts: int) -> list[dict[str, Any]]:
+        """The dams' colours after the batch; a change clears the old colour's alert and raises the new one."""
+        ls, ps = self.state["limits"], self.point_slot
+        alarm = rows(ls.active, ps) | rows(ls.latched, ps)
+        colour = np.where(alarm, rows(self.limit_colour, ps), 0).max(axis=1)
+        self.state["dams"], r, ev = evaluate_dams(self.state["dams"], colour, ps, self.item_of_point,
+                                                  self.dam_of_item, ts)
+        out = []
+        for d, old, new, old_since, old_point, new_point in zip(ev.dam.tolist(), ev.old.tolist(), ev.new.tolist(),
+                                                                ev.old_since_ms.tolist(), ev.old_point.tolist(),
+                                                                ev.new_point.tolist(), strict=True):
+            src = self.reg.sources[self.dams[d]]
+            mine = np.flatnonzero(self.dam_of_item == d).tolist()
+            items = {self.item_kind[i]: LEVEL_NAMES[int(r.item_level[i])] for i in mine}
+            items_zh = {self.item_kind[i]: LEVEL_NAMES_ZH[int(r.item_level[i])] for i in mine}
+            why = "; ".join([explain_dam(r, d, src.name_en)] + [explain_item(r, i, self.item_kind[i]) for i in mine
+                                                                  if r.item_level[i] > 0])
+            for state, colour_, since, point in (("clear", old, old_since, old_point), ("raise", new, ts, new_point)):
+                if colour_ == 0 or point < 0:
+                    continue
+                rec = self._base(point, "dam_warning", LEVEL_NAMES[colour_], state, ts, since, float(new),
+                                 float(colour_), 5 - colour_, why, "process")
+                rec.update(dam_level=LEVEL_NAMES[new], dam_level_zh=LEVEL_NAMES_ZH[new], items=items,
+                           items_zh=items_zh)
+                out.append(rec)
         return out
 
     def tick(self, now_ms: int, sources: list[str] | None = None) -> list[dict[str, Any]]:
@@ -405,6 +466,11 @@ class DetectorEngine:
         pts = self.point_of_slot[rows][self.point_of_slot[rows] >= 0]
         out["forecast"] = {f.name: getattr(self.state["forecast"], f.name)[pts].tolist()
                            for f in fields(self.state["forecast"])}
+        if source_id in self._dam_of_source:
+            d, ds = self._dam_of_source[source_id], self.state["dams"]
+            point = int(ds.point[d])
+            out["dam"] = {"level": int(ds.level[d]), "since_ms": int(ds.since_ms[d]),
+                          "point": self.reg.sensor_ids[point] if point >= 0 else None}
         return {"v": DETECTOR_VERSION, "sensors": self.reg.sources[source_id].sensors, "state": out}
 
     def import_source(self, source_id: str, saved: dict[str, Any] | None) -> None:
@@ -418,6 +484,11 @@ class DetectorEngine:
         targets = {key: rows for key in _STATE_KEYS}
         targets["voting"] = np.asarray(self._group_of_source[source_id], dtype=np.int64)
         targets["forecast"] = pts
+        dam = saved["state"].get("dam")
+        if source_id in self._dam_of_source and isinstance(dam, dict):
+            d, ds = self._dam_of_source[source_id], self.state["dams"]
+            ds.level[d], ds.since_ms[d] = int(dam["level"]), int(dam["since_ms"])
+            ds.point[d] = self._slot[dam["point"]] if dam.get("point") in self._slot else -1
         for key, idx in targets.items():
             obj = self.state[key]
             updates = {}

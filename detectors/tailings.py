@@ -137,6 +137,64 @@ def explain_dam(r: RollUp, d: int, dam_name: str) -> str:
     return f"{count} {LEVEL_NAMES[rule]} items{how} at {dam_name} -> dam {LEVEL_NAMES[lv]} [{CLAUSE_DAM}]"
 
 
+@dataclass(frozen=True)
+class DamState:
+    """What the duty officer was last told per dam: its warning colour, since when, and the point shown."""
+
+    level: np.ndarray  # int8 [dams]: 0 none .. 4 red
+    since_ms: np.ndarray  # int64 [dams]: when the current colour was raised (part of its alert id)
+    point: np.ndarray  # int64 [dams]: the point (sensor slot) named in the current alert, -1 for none
+
+    @classmethod
+    def empty(cls, n_dams: int) -> DamState:
+        return cls(np.zeros(n_dams, dtype=np.int8), np.zeros(n_dams, dtype=np.int64),
+                   np.full(n_dams, -1, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class DamEvents:
+    """One row per dam whose colour changed: the old colour's alert clears, the new one raises."""
+
+    dam: np.ndarray
+    old: np.ndarray  # colour cleared (0: nothing to clear)
+    new: np.ndarray  # colour raised (0: nothing raised, the dam is back to normal)
+    old_since_ms: np.ndarray
+    old_point: np.ndarray
+    new_point: np.ndarray  # the highest point of the dam (first in point order among equals)
+
+    def __len__(self) -> int:
+        return len(self.dam)
+
+
+def evaluate_dams(state: DamState, point_level: np.ndarray, point_slot: np.ndarray, item_of_point: np.ndarray,
+                  dam_of_item: np.ndarray, ts_ms: int) -> tuple[DamState, RollUp, DamEvents]:
+    """Roll the points' current colours up to each dam and report the dams whose colour changed.
+
+    A snapshot, judged after each batch: the dam colour is a function of its points' alarm states now, so the
+    result does not depend on how readings were cut into batches, only on the state they leave.
+    """
+    n_dams = len(state.level)
+    r = roll_up(point_level, item_of_point, dam_of_item, n_dams)
+    changed = np.flatnonzero(r.dam_level != state.level)
+    # The point to name: the highest of the dam (ties: first in registry order).
+    dam_of_point = np.where(item_of_point >= 0, dam_of_item[np.maximum(item_of_point, 0)], -1)
+    key = np.where(dam_of_point >= 0, dam_of_point * 8 + (N_LEVELS - 1 - np.asarray(point_level, dtype=np.int64)),
+                   np.iinfo(np.int64).max)
+    order = np.argsort(key, kind="stable")
+    first = np.full(n_dams, -1, dtype=np.int64)
+    dop = dam_of_point[order]
+    ok = dop >= 0
+    head = np.r_[True, dop[1:] != dop[:-1]] & ok if len(dop) else ok
+    first[dop[head]] = point_slot[order[head]]
+    ev = DamEvents(changed, state.level[changed].astype(np.int64), r.dam_level[changed].astype(np.int64),
+                   state.since_ms[changed], state.point[changed], first[changed])
+    level, since, point = state.level.copy(), state.since_ms.copy(), state.point.copy()
+    level[changed] = r.dam_level[changed]
+    since[changed] = ts_ms
+    point[changed] = np.where(r.dam_level[changed] > 0, first[changed], -1)
+    return DamState(level, since, point), r, ev
+
+
 # ---- inverse-velocity failure forecast ---------------------------------------------------------------------
 
 _MIN_TS = np.iinfo(np.int64).min

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from alerts.records import alert_record
 from detectors.engine import DetectorEngine
 from detectors.tailings import roll_up
 from detectors.voting import VotingGroups, VotingState, evaluate_voting
@@ -137,7 +138,7 @@ def test_tailings_phreatic_rise_rolls_up_to_the_dam(registry):
     for h in range(0, 48):
         t = T0 + h * 3_600_000
         for i, sid in enumerate(pz):
-            depth = 12.0 - (0.13 * h if i < 3 else 0.02 * h)
+            depth = 12.0 - ((0.15 - 0.01 * i) * h if i < 3 else 0.02 * h)  # three points cross 6.6 m in turn
             rows.append((t, sid, depth))
     recs = play(eng, rows, batch=16)
     orange = [r for r in recs if r["rule"] == "limit" and r["limit"] == "L" and r["state"] == "raise"]
@@ -148,6 +149,24 @@ def test_tailings_phreatic_rise_rolls_up_to_the_dam(registry):
     colour = np.where(alarm[:, 0], 4, np.where(alarm[:, 1], 3, 0))  # LL red, L orange
     r = roll_up(colour, np.zeros(8, dtype=np.int64), np.zeros(1, dtype=np.int64))
     assert int(r.item_level[0]) == 4 and int(r.dam_level[0]) == 4
+    # The engine does the same roll-up after every batch and tells the duty officer each change of colour.
+    dam = [x for x in recs if x["rule"] == "dam_warning"]
+    assert [(x["state"], x["limit"]) for x in dam] == [("raise", "orange"), ("clear", "orange"), ("raise", "red")]
+    first_orange = min(x["ts_ms"] for x in orange)
+    assert dam[0]["ts_ms"] == first_orange and dam[0]["level"] == 2  # one orange point: item and dam orange
+    assert dam[2]["ts_ms"] == sorted(x["ts_ms"] for x in orange)[1]  # the second orange point makes it red
+    assert dam[2]["level"] == 1 and dam[2]["items"]["phreatic_depth"] == "red" and "5.5.4" in dam[2]["clause"]
+    assert dam[1]["alert_id"] == dam[0]["alert_id"]  # the clear closes the orange alert it replaces
+    text = alert_record(dam[2], registry)
+    assert "尾矿库综合预警为红色" in text["text_zh"] and "dam warning red" in text["text_en"]
+    # The dam's colour survives a restart: the next change clears the red alert under its own id.
+    saved = eng.export_source("S08")
+    eng2 = DetectorEngine(registry)
+    eng2.import_source("S08", saved)
+    t_end = T0 + 49 * 3_600_000
+    back = play(eng2, [(t_end, sid, 12.0) for sid in pz], batch=16)
+    cleared = [x for x in back if x["rule"] == "dam_warning"]
+    assert [(x["state"], x["limit"], x["alert_id"]) for x in cleared] == [("clear", "red", dam[2]["alert_id"])]
 
 
 def test_state_stays_small(registry):
