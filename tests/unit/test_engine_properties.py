@@ -38,9 +38,11 @@ def test_detections_do_not_depend_on_batch_boundaries(registry, data, cuts):
         j = min(len(data), i + cuts[k % len(cuts)])
         parts += eng_b.process_arrays(slot[i:j], ts[i:j], val[i:j], q[i:j])
         i, k = j, k + 1
-    # Voting is judged on a snapshot after each batch (its own split test is in test_voting.py): leave it out.
-    whole = [r for r in whole if r["rule"] != "vote"]
-    parts = [r for r in parts if r["rule"] != "vote"]
+    # Voting and the dams' colours are judged on a snapshot after each batch (their own split tests are in
+    # test_voting.py and below): leave them out.
+    snapshots = ("vote", "dam_warning")
+    whole = [r for r in whole if r["rule"] not in snapshots]
+    parts = [r for r in parts if r["rule"] not in snapshots]
     assert sorted(map(_key, whole)) == sorted(map(_key, parts))
     assert {r["id"] for r in whole} == {r["id"] for r in parts}
     for name in ("limits", "rate", "health", "last"):
@@ -70,3 +72,26 @@ def test_checkpoint_round_trip_resumes_exactly(registry):
     assert first  # the random walk crosses limits
     assert [r["id"] for r in eng.process_arrays(slot[200:], ts[200:], val[200:], q[200:])] == \
         [r["id"] for r in restored.process_arrays(slot[200:], ts[200:], val[200:], q[200:])]
+
+
+def test_dam_colour_after_a_batch_does_not_depend_on_how_the_readings_were_cut(registry):
+    """The dam's colour is a snapshot: whatever the cuts, the same readings leave the same colour and the same
+    open alert."""
+    rng = np.random.default_rng(5)
+    pz = [f"S08-PZ{i:02d}" for i in range(1, 9)]
+    slots = np.array([DetectorEngine(registry)._slot[s] for s in pz])
+    n = 320
+    slot = np.tile(slots, n // len(slots))
+    ts = T0 + np.arange(n) * 60_000
+    val = np.clip(12.0 - np.cumsum(rng.uniform(-0.02, 0.08, n)), 0.5, 40)
+    q = np.zeros(n, dtype=np.int8)
+    results = []
+    for step in (n, 7, 40):
+        eng = DetectorEngine(registry)
+        recs = []
+        for i in range(0, n, step):
+            recs += eng.process_arrays(slot[i:i + step], ts[i:i + step], val[i:i + step], q[i:i + step])
+        ds = eng.state["dams"]
+        results.append((ds.level.tolist(), [r["limit"] for r in recs if r["rule"] == "dam_warning"][-1:]))
+    assert results[0][0][0] > 0  # the walk took the dam into a warning colour
+    assert results[0] == results[1] == results[2]
