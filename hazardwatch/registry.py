@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from detectors.multivariate import Config as _MVConfig
 from hazardwatch.grading import Substance, gb18218_grade
 from hazardwatch.profiles import Profile, load_profiles
 
@@ -145,6 +146,30 @@ class VotingGroup:
     limit: str  # which limit's alarm votes (H: level-1 gas alarm)
 
 
+_MV = _MVConfig()  # defaults of the multivariate detector's settings
+
+
+@dataclass(frozen=True)
+class MultivariateGroup:
+    """Sensors of one machine scored together by detectors.multivariate, learned online (detectors.mvgroup).
+
+    The first train_rows complete rows (all sensors reporting with one timestamp) are taken as normal operation.
+    """
+
+    id: str
+    source: str
+    sensors: tuple[str, ...]  # columns, in this order
+    rate_sensors: tuple[str, ...] = ()  # drifting levels judged by their rate of change over `lag` rows
+    train_rows: int = 400
+    window: int = _MV.window
+    lag: int = _MV.lag
+    on_factor: float = _MV.on_factor
+    off_ratio: float = _MV.off_ratio
+    hold: int = _MV.hold
+    feature_quantile: float = _MV.feature_quantile
+    level: int = 3
+
+
 @dataclass(frozen=True)
 class HazardSource:
     id: str
@@ -159,6 +184,7 @@ class HazardSource:
     responsible: tuple[Person, ...]
     sensors: tuple[str, ...]
     voting: tuple[VotingGroup, ...] = ()
+    multivariate: tuple[MultivariateGroup, ...] = ()
 
 
 @dataclass
@@ -326,6 +352,7 @@ def load_registry(path: str | Path) -> Registry:
 
     sources: dict[str, HazardSource] = {}
     sensors: dict[str, Sensor] = {}
+    mv_ids: set[str] = set()
     for i, s in enumerate(doc.get("hazard_sources") or []):
         w = f"hazard_sources[{i}]"
         sid = c.req(s, "id", w, str)
@@ -366,11 +393,12 @@ def load_registry(path: str | Path) -> Registry:
             sensors[sensor.id] = sensor
             sensor_ids.append(sensor.id)
         voting = _voting(c, s, w, sid or "", sensor_ids, sensors)
+        multivariate = _multivariate(c, s, w, sid or "", sensor_ids, mv_ids)
         if sid and sid in sources:
             c.fail(s, "id", f"{w}.id", f"duplicate hazard source id {sid!r}")
         elif sid:
             sources[sid] = HazardSource(sid, ent or "", kind or "", zh or "", en or "", lat, lon, grade, basis,
-                                        tuple(people), tuple(sensor_ids), voting)
+                                        tuple(people), tuple(sensor_ids), voting, multivariate)
     if not sources:
         c.fail(doc, "hazard_sources", "hazard_sources", "no hazard sources; list at least one")
     for sensor in sensors.values():
@@ -416,6 +444,117 @@ def _voting(c: _Checker, s: Any, w: str, source: str, own: list[str],
         used.update(members)
         out.append(VotingGroup(gid, source, koon.lower(), tuple(members), limit))
     return tuple(out)
+
+
+_MV_KEYS = ("id", "sensors", "rate_sensors", "train_rows", "window", "lag", "on_factor", "off_ratio", "hold",
+            "feature_quantile", "level")
+
+
+def _multivariate(c: _Checker, s: Any, w: str, source: str, own: list[str],
+                  ids: set[str]) -> tuple[MultivariateGroup, ...]:
+    """`multivariate:` groups of one source. ids collects group ids city-wide: they are part of the alert id."""
+    raw = s.get("multivariate") if isinstance(s, dict) else None
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        c.fail(s, "multivariate", f"{w}.multivariate", "must be a list of groups, each with id and sensors")
+        return ()
+    out: list[MultivariateGroup] = []
+    used: dict[str, str] = {}
+    for j, g in enumerate(raw):
+        gw = f"{w}.multivariate[{j}]"
+        if not isinstance(g, dict):
+            c.fail(s, "multivariate", gw, f"is {g!r}; each group is a mapping with id, sensors, ...")
+            continue
+        gid = c.req(g, "id", gw, str, "a name for the group, unique in the city, e.g. S01-P1-MV")
+        ok = gid is not None
+        if gid:
+            gw = f"{w}.multivariate[{gid}]"
+            if gid in ids:
+                c.fail(g, "id", f"{gw}.id", f"duplicate multivariate group id {gid!r}; ids must be unique city-wide "
+                       "(the id is part of the alert id)")
+                ok = False
+            ids.add(gid)
+        for k in g:
+            if k not in _MV_KEYS:
+                c.fail(g, str(k), f"{gw}.{k}", f"unknown key; use {list(_MV_KEYS)}")
+                ok = False
+        members = _sensor_list(c, g, "sensors", gw, own, source, required=True)
+        rate = _sensor_list(c, g, "rate_sensors", gw, own, source, required=False)
+        if members is not None and len(members) < 2:
+            c.fail(g, "sensors", f"{gw}.sensors", f"has {len(members)} sensor(s); a multivariate group needs at "
+                   "least 2 (a single sensor is covered by its limits, rate and trend)")
+            members = None
+        if members is not None and any(m in used for m in members):
+            twice = [m for m in members if m in used]
+            c.fail(g, "sensors", f"{gw}.sensors", f"{twice} already in group {used[twice[0]]}; "
+                   "a sensor feeds one multivariate group")
+            members = None
+        if members is not None and rate is not None and any(r not in members for r in rate):
+            c.fail(g, "rate_sensors", f"{gw}.rate_sensors", f"{[r for r in rate if r not in members]} are not in "
+                   "this group's sensors; rate_sensors is a subset of sensors")
+            rate = None
+        train_rows = c.opt(g, "train_rows", gw, int, 400)
+        window = c.opt(g, "window", gw, int, _MV.window)
+        lag = c.opt(g, "lag", gw, int, _MV.lag)
+        hold = c.opt(g, "hold", gw, int, _MV.hold)
+        on_factor = c.opt(g, "on_factor", gw, float, _MV.on_factor)
+        off_ratio = c.opt(g, "off_ratio", gw, float, _MV.off_ratio)
+        quantile = c.opt(g, "feature_quantile", gw, float, _MV.feature_quantile)
+        level = c.opt(g, "level", gw, int, 3)
+        # Every check that can run does, so one load lists all of a group's problems.
+        for key, v in (("window", window), ("lag", lag), ("hold", hold)):
+            if v is not None and v < 1:
+                c.fail(g, key, f"{gw}.{key}", f"is {v}; it counts rows and must be >= 1")
+                ok = False
+        for key, v in (("on_factor", on_factor), ("off_ratio", off_ratio)):
+            if v is not None and v <= 0:
+                c.fail(g, key, f"{gw}.{key}", f"is {v}; it must be > 0")
+                ok = False
+        if quantile is not None and not 0 < quantile <= 1:
+            c.fail(g, "feature_quantile", f"{gw}.feature_quantile", f"is {quantile}; use a quantile in (0, 1], "
+                   "e.g. 0.99")
+            ok = False
+        if level is not None and not 1 <= level <= 4:
+            c.fail(g, "level", f"{gw}.level", f"{level} is not a warning level; use 1 (一级 red) .. 4 (四级 blue)")
+            ok = False
+        if train_rows is not None and train_rows < 50:
+            c.fail(g, "train_rows", f"{gw}.train_rows", f"is {train_rows}; learn from at least 50 rows of normal "
+                   "operation (default 400)")
+            ok = False
+        elif None not in (train_rows, window, lag) and window >= 1 and lag >= 1 and train_rows < lag + window + 9:
+            c.fail(g, "train_rows", f"{gw}.train_rows", f"{train_rows} rows are too few for window {window} and "
+                   f"lag {lag}; use at least lag + window + 9 = {lag + window + 9}")
+            ok = False
+        values = (members, rate, train_rows, window, lag, hold, on_factor, off_ratio, quantile, level)
+        if not ok or any(v is None for v in values):
+            continue
+        used.update(dict.fromkeys(members, gid))
+        out.append(MultivariateGroup(gid, source, tuple(members), tuple(rate), train_rows, window, lag, on_factor,
+                                     off_ratio, hold, quantile, level))
+    return tuple(out)
+
+
+def _sensor_list(c: _Checker, g: dict[str, Any], key: str, w: str, own: list[str], source: str,
+                 required: bool) -> list[str] | None:
+    """A list of the source's own sensor ids without repeats; None (reported) when it is not one."""
+    if key not in g and not required:
+        return []
+    value = c.req(g, key, w, list, "a list of this source's sensor ids")
+    if value is None:
+        return None
+    if not all(isinstance(v, str) for v in value):
+        c.fail(g, key, f"{w}.{key}", f"is {value!r}; list sensor ids as strings")
+        return None
+    foreign = [v for v in value if v not in own]
+    if foreign:
+        c.fail(g, key, f"{w}.{key}", f"{foreign} are not sensors of source {source}; use its own sensor ids")
+        return None
+    twice = sorted({v for v in value if value.count(v) > 1})
+    if twice:
+        c.fail(g, key, f"{w}.{key}", f"{twice} listed more than once; list each sensor once")
+        return None
+    return value
 
 
 def _grade(c: _Checker, s: Any, w: str) -> tuple[int, str]:
