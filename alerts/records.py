@@ -18,11 +18,13 @@ _CST = timedelta(hours=8)  # duty officers read China Standard Time
 _LIMIT_ZH = {"HH": "超过高高限", "H": "超过高限", "L": "低于低限", "LL": "低于低低限"}
 _LIMIT_EN = {"HH": "above high-high limit", "H": "above high limit", "L": "below low limit",
              "LL": "below low-low limit"}
-_RULE_ZH = {"dam_warning": "尾矿库综合预警", "vote": "表决", "failure_forecast": "失稳预测", "limit": "越限",
+_RULE_ZH = {"multivariate": "多参数综合异常", "dam_warning": "尾矿库综合预警",
+            "vote": "表决", "failure_forecast": "失稳预测", "limit": "越限",
             "rate": "变化速率异常",
             "trend": "趋势预警", "drift": "读数漂移", "stuck": "读数卡滞", "offline": "数据中断",
             "out_of_range": "超出量程", "bad_quality": "数据质量坏值"}
-_RULE_EN = {"dam_warning": "dam warning", "vote": "voting", "failure_forecast": "failure forecast", "limit": "limit",
+_RULE_EN = {"multivariate": "multivariate deviation", "dam_warning": "dam warning",
+            "vote": "voting", "failure_forecast": "failure forecast", "limit": "limit",
             "rate": "rate of change",
             "trend": "trend", "drift": "drift", "stuck": "stuck sensor", "offline": "no data",
             "out_of_range": "out of range", "bad_quality": "bad quality"}
@@ -80,6 +82,11 @@ def _raise_text(det: dict[str, Any], u: str) -> tuple[str, str]:
         return (f"位移加速，反速度法预测约 {hours} 小时后失稳（当前速率 {value}{u}/小时），请立即组织巡查和撤离准备",
                 f"accelerating displacement: inverse-velocity forecast of slope failure in about {hours} h "
                 f"(now {value}{u}/h); inspect and prepare evacuation")
+    if rule == "multivariate":
+        members = "、".join(det.get("members", []))
+        return (f"多参数综合异常：{members} 的组合偏离学习到的正常工况（得分 {value}，超过 1 即报警），请检查设备",
+                f"multivariate deviation: {', '.join(det.get('members', []))} together left the learned normal "
+                f"operation (score {value}; above 1 raises); inspect the equipment")
     if rule == "dam_warning":
         zh_items = "、".join(f"{k} {v}" for k, v in (det.get("items_zh") or {}).items() if v != "无")
         en_items = ", ".join(f"{k} {v}" for k, v in (det.get("items") or {}).items() if v != "none")

@@ -35,6 +35,7 @@ from detectors.limits import (
     limits_on_segments,
     sorted_segments,
 )
+from detectors.mvgroup import MVGroups, MVState, evaluate_mv_groups, export_group, import_group, state_nbytes
 from detectors.rate import RateState, evaluate_rate
 from detectors.scan import Segments, subset
 from detectors.tailings import (
@@ -193,6 +194,10 @@ class DetectorEngine:
         # Limit level 1 (red) .. 4 (blue) as a roll-up colour 4 (red) .. 1 (blue); 0 where there is no limit.
         self.limit_colour = np.where(registry.limit_level > 0, 5 - registry.limit_level, 0).astype(np.int64)
         self.state["dams"] = DamState.empty(len(dams))
+        # Multivariate groups (a machine's sensors scored together by a model learned from its first rows). Kept
+        # beside self.state: its per-group buffers are not sensor columns.
+        self.mv = MVGroups.from_registry(registry)
+        self.mv_state = MVState.empty(self.mv)
 
     # ---- one batch ----------------------------------------------------------------------------------------
     def process(self, batches: list[ReadingBatch]) -> list[dict[str, Any]]:
@@ -222,6 +227,7 @@ class DetectorEngine:
             out += self._health(hs, slot, ts, val, q == Q_BAD, keep, keep_h, grouped)
         n_health = len(out)
 
+        out += self._multivariate(slot, ts, val, q)
         self.skipped += int(len(slot) - np.count_nonzero(keep))
         if not keep.any():
             # Health may have changed (bad quality, out of range): voters' trust must be re-judged anyway.
@@ -346,6 +352,24 @@ class DetectorEngine:
             out.append(rec)
         return out
 
+    def _multivariate(self, slot: np.ndarray, ts: np.ndarray, val: np.ndarray, q: np.ndarray) -> list[dict]:
+        if self.mv.n_groups == 0:
+            return []
+        self.mv_state, ev = evaluate_mv_groups(self.mv_state, self.mv, slot, ts, val, q)
+        out = []
+        for g, kind, t, since, score, thr in zip(ev.group.tolist(), ev.kind.tolist(), ev.ts_ms.tolist(),
+                                                 ev.since_ms.tolist(), ev.value.tolist(), ev.threshold.tolist(),
+                                                 strict=True):
+            clause = (f"multivariate deviation from the normal operation learned on the group's first "
+                      f"{self.mv.train_rows[g]} rows (score > 1 raises)")
+            rec = self._base(int(self.mv.members[g][0]), "multivariate", self.mv.ids[g],
+                             "raise" if kind == 1 else "clear", t, since, score, thr, int(self.mv.levels[g]), clause,
+                             "process")
+            rec["group"] = self.mv.ids[g]
+            rec["members"] = [self.reg.sensor_ids[m] for m in self.mv.members[g]]
+            out.append(rec)
+        return out
+
     def _dams(self, ts: int) -> list[dict[str, Any]]:
         """The dams' colours after the batch; a change clears the old colour's alert and raises the new one."""
         ls, ps = self.state["limits"], self.point_slot
@@ -466,6 +490,7 @@ class DetectorEngine:
         pts = self.point_of_slot[rows][self.point_of_slot[rows] >= 0]
         out["forecast"] = {f.name: getattr(self.state["forecast"], f.name)[pts].tolist()
                            for f in fields(self.state["forecast"])}
+        out["mv"] = [export_group(self.mv_state, gi) for gi in self.mv.of_source(source_id)]
         if source_id in self._dam_of_source:
             d, ds = self._dam_of_source[source_id], self.state["dams"]
             point = int(ds.point[d])
@@ -484,6 +509,8 @@ class DetectorEngine:
         targets = {key: rows for key in _STATE_KEYS}
         targets["voting"] = np.asarray(self._group_of_source[source_id], dtype=np.int64)
         targets["forecast"] = pts
+        for gi, g in zip(self.mv.of_source(source_id), saved["state"].get("mv") or [], strict=False):
+            self.mv_state = import_group(self.mv_state, gi, g)
         dam = saved["state"].get("dam")
         if source_id in self._dam_of_source and isinstance(dam, dict):
             d, ds = self._dam_of_source[source_id], self.state["dams"]
@@ -501,7 +528,7 @@ class DetectorEngine:
     def state_bytes_per_sensor(self) -> float:
         n = len(self.reg.sensor_ids)
         total = sum(getattr(self.state[k], f.name).nbytes for k in self.state for f in fields(self.state[k]))
-        return total / n
+        return (total + state_nbytes(self.mv_state)) / n
 
 
 def _row_any(flags: np.ndarray) -> np.ndarray:
