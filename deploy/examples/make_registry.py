@@ -215,6 +215,12 @@ def build() -> dict:
         if groups:
             src["voting"] = [{"id": f"{sid}-V{k + 1:02d}", "koon": "2oo3", "sensors": g, "limit": "H"}
                              for k, g in enumerate(groups)]
+        if sid == "S01":
+            # Tank T03's level, pressure and inflow (all every 10 s, one payload) scored together by a model
+            # learned from its first hour: a pressure or flow pattern the tank has not shown before, even within
+            # every limit. The level drifts as the tank fills and empties, so it is judged by its rate.
+            src["multivariate"] = [{"id": "S01-T03-MV", "sensors": ["S01-T03-LT", "S01-T03-PT", "S01-T03-FT"],
+                                    "rate_sensors": ["S01-T03-LT"], "train_rows": 360, "level": 3}]
         doc["hazard_sources"].append(src)
     return doc
 
