@@ -237,20 +237,20 @@ class DetectorEngine:
         # Rate, trend and drift read the previous reading from the state before this batch, so they run before
         # limits and the last value move on (state arrays are updated in place).
         last_t, last_v = ls.last_ts_ms, st["last"].value
-        sub, rows = subset(seg, self.has_rate[seg.slot])
+        sub, idx = subset(seg, self.has_rate[seg.slot])
         if sub.n:
-            st["rate"], rev = evaluate_rate(st["rate"], sub, t[rows], v[rows], last_t, last_v, p.rate_max)
-            out += self._records("rate", sub.slot, t[rows], rev)
-        sub, rows = subset(seg, self.has_trend[seg.slot])
+            st["rate"], rev = evaluate_rate(st["rate"], sub, t[idx], v[idx], last_t, last_v, p.rate_max)
+            out += self._records("rate", sub.slot, t[idx], rev)
+        sub, idx = subset(seg, self.has_trend[seg.slot])
         if sub.n:
-            st["trend"], tev, _, _ = evaluate_trend(st["trend"], sub, t[rows], v[rows], last_t, p.trend_tau,
+            st["trend"], tev, _, _ = evaluate_trend(st["trend"], sub, t[idx], v[idx], last_t, p.trend_tau,
                                                     p.trend_target, p.trend_high, p.trend_horizon)
-            out += self._records("trend", sub.slot, t[rows], tev)
-        sub, rows = subset(seg, self.has_drift[seg.slot])
+            out += self._records("trend", sub.slot, t[idx], tev)
+        sub, idx = subset(seg, self.has_drift[seg.slot])
         if sub.n:
-            st["drift"], dev = evaluate_drift(st["drift"], sub, t[rows], v[rows], last_t, p.drift_tau, p.drift_k,
+            st["drift"], dev = evaluate_drift(st["drift"], sub, t[idx], v[idx], last_t, p.drift_tau, p.drift_k,
                                               p.drift_h)
-            out += self._records("drift", sub.slot, t[rows], dev)
+            out += self._records("drift", sub.slot, t[idx], dev)
         out[n_health:n_health] = self._limits(ls, seg, t, v)  # listed before rate, trend and drift, as always
         st["last"] = LastValue(put(last_v, seg.slot[seg.last], v[seg.last]))
         rel = self.is_related[seg.slot]
@@ -268,13 +268,13 @@ class DetectorEngine:
         with np.errstate(invalid="ignore"):
             quiet = (v < self.quiet_hi[s]) & (v > self.quiet_lo[s])  # NaN is never quiet
         # Clear on every limit and nothing pending: a quiet reading cannot change anything but the time.
-        busy = (_row_any(ls.cond) | _row_any(ls.active) | _row_any(ls.latched))[s]
+        busy = _row_any(rows(ls.cond, s)) | _row_any(rows(ls.active, s)) | _row_any(rows(ls.latched, s))
         flag = np.zeros(self.n, dtype=bool)
         flag[s[~quiet | busy]] = True  # whole sensors: one loud reading sends all its readings to the slow path
-        sub, rows = subset(seg, flag[s] & self.has_limits[s])
+        sub, idx = subset(seg, flag[s] & self.has_limits[s])
         events: list[dict[str, Any]] = []
         if sub.n:
-            ls, lev = limits_on_segments(ls, sub, t[rows], v[rows], self.p.limits)
+            ls, lev = limits_on_segments(ls, sub, t[idx], v[idx], self.p.limits)
             events = self._limit_records(lev)
         self.state["limits"] = replace(ls, last_ts_ms=put(ls.last_ts_ms, s[seg.last], t[seg.last]))
         return events
@@ -289,15 +289,15 @@ class DetectorEngine:
             clean = ~qb & (v >= p.lo[s]) & (v <= p.hi[s])
         # A lone, good, in-range reading of a sensor with no health alarm and no stuck check raises and clears
         # nothing: only its flatness bookkeeping moves, elementwise. Everything else takes the full path.
-        fast = seg.start & seg.last & clean & ~self.checks_stuck[s] & ~_row_any(hs.active)[s]
+        fast = seg.start & seg.last & clean & ~self.checks_stuck[s] & ~_row_any(rows(hs.active, s))
         events: list[dict[str, Any]] = []
-        sub, rows = subset(seg, ~fast)
+        sub, idx = subset(seg, ~fast)
         if sub.n:
-            ts_, vs_ = t[rows], v[rows]
+            ts_, vs_ = t[idx], v[idx]
             ev_ok = keep & self.is_related[slot]
             relv = related_values_asof(sub.slot, ts_, p.related, slot[ev_ok], ts[ev_ok], val[ev_ok],
                                        self.state["history"])
-            hs, ev = evaluate_health(hs, sub, ts_, vs_, qb[rows], p.lo, p.hi, p.related, p.stuck_ms, relv)
+            hs, ev = evaluate_health(hs, sub, ts_, vs_, qb[idx], p.lo, p.hi, p.related, p.stuck_ms, relv)
             events = self._health_records(sub.slot[ev["row"]], ts_[ev["row"]], ev)
         f = np.flatnonzero(fast)
         if len(f):
@@ -317,7 +317,7 @@ class DetectorEngine:
         vs, col = self.voters, self.vote_col[self.voters]
         ls = self.state["limits"]
         alarm = ls.active[vs, col] | ls.latched[vs, col]
-        healthy = ~_row_any(self.state["health"].active)[vs]
+        healthy = ~_row_any(rows(self.state["health"].active, vs))
         self.state["voting"], _, ev = evaluate_voting(self.state["voting"], self.voting, alarm, healthy, ts)
         out = []
         for i in range(len(ev)):
