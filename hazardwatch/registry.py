@@ -15,6 +15,7 @@ import numpy as np
 import yaml
 
 from detectors.multivariate import Config as _MVConfig
+from hazardwatch.duty import DutyRoster, parse_contact, parse_contacts, parse_policy
 from hazardwatch.grading import Substance, gb18218_grade
 from hazardwatch.profiles import Profile, load_profiles
 
@@ -197,6 +198,7 @@ class Registry:
     sources: dict[str, HazardSource]
     sensors: dict[str, Sensor]
     sensor_ids: list[str] = field(default_factory=list)
+    duty: DutyRoster = field(default_factory=DutyRoster)
 
     # Column arrays over sensor slots, built once so the hot path indexes instead of looking up.
     def __post_init__(self) -> None:
@@ -318,6 +320,9 @@ def load_registry(path: str | Path) -> Registry:
                                    "hazard_sources"])
     city = doc.get("city") or {}
     districts: dict[str, District] = {}
+    district_duty: dict[str, tuple] = {}
+    control_rooms: dict[str, tuple] = {}
+    responsible: dict[str, tuple] = {}
     for i, d in enumerate(doc.get("districts") or []):
         w = f"districts[{i}]"
         did = c.req(d, "id", w, str)
@@ -326,6 +331,7 @@ def load_registry(path: str | Path) -> Registry:
             c.fail(d, "id", f"{w}.id", f"duplicate district id {did!r}; ids must be unique")
         elif did:
             districts[did] = District(did, zh or "", en or "")
+            district_duty[did] = parse_contacts(c, d, "duty", w)
     if not districts:
         c.fail(doc, "districts", "districts", "no districts; list at least one with id, name_zh, name_en")
 
@@ -349,6 +355,7 @@ def load_registry(path: str | Path) -> Registry:
             c.fail(e, "id", f"{w}.id", f"duplicate enterprise id {eid!r}")
         elif eid:
             enterprises[eid] = Enterprise(eid, dist or "", zh or "", en or "", user)
+            control_rooms[eid] = parse_contacts(c, e, "control_room", w)
 
     sources: dict[str, HazardSource] = {}
     sensors: dict[str, Sensor] = {}
@@ -378,6 +385,9 @@ def load_registry(path: str | Path) -> Registry:
             pw = f"{w}.responsible[{j}]"
             role, name, phone = c.req(p, "role", pw, str), c.req(p, "name", pw, str), c.req(p, "phone", pw, str)
             people.append(Person(role or "", name or "", phone or ""))
+            contact = parse_contact(c, p, pw) if role and name and phone else None
+            if contact and sid:
+                responsible[sid] = (*responsible.get(sid, ()), contact)
         if isinstance(s, dict) and not people:
             c.fail(s, "responsible", f"{w}.responsible", "list the source's 包保责任人 (role, name, phone); "
                    "they are the first people paged")
@@ -406,10 +416,12 @@ def load_registry(path: str | Path) -> Registry:
             if other not in sensors:
                 c.fail(doc, "hazard_sources", f"hazard_sources[{sensor.source}].sensors[{sensor.id}].related",
                        f"unknown sensor {other!r}; related sensors must be in the registry")
+    roster = DutyRoster(parse_contacts(c, city, "duty", "city"), district_duty, control_rooms, responsible,
+                        parse_policy(c, doc))
     if c.problems:
         raise RegistryError(path, c.problems)
     return Registry(path, str(city.get("name_zh", "")), str(city.get("name_en", "")),
-                    districts, enterprises, sources, sensors)
+                    districts, enterprises, sources, sensors, duty=roster)
 
 
 def _voting(c: _Checker, s: Any, w: str, source: str, own: list[str],

@@ -45,7 +45,8 @@ def lim(value: float, reset: float, clause: str, level: int | None = None) -> di
 def people(n: int) -> list[dict]:
     roles = ["主要负责人 principal", "技术负责人 technical", "操作负责人 operational"]
     return [{"role": r, "name": SURNAMES[(n * 3 + i) % len(SURNAMES)] + GIVEN[(n * 5 + i) % len(GIVEN)],
-             "phone": f"+86-139{(n * 7 + i) % 10}{n:03d}{i:04d}"} for i, r in enumerate(roles)]
+             "phone": f"+86-139{(n * 7 + i) % 10}{n:03d}{i:04d}",
+             "email": f"duty{n:02d}{i}@example.cn"} for i, r in enumerate(roles)]
 
 
 def sensor(sid: str, kind: str, unit: str, period: float, rng: list, zh: str, en: str, limits: dict) -> dict:
@@ -191,10 +192,31 @@ def build() -> dict:
     ent_district = {e[0]: e[1] for e in ENTERPRISES}
     doc = {
         "version": 1,
-        "city": {"id": "LJ", "name_zh": "临江市", "name_en": "Linjiang City"},
-        "districts": [{"id": d, "name_zh": zh, "name_en": en} for d, zh, en in DISTRICTS],
-        "enterprises": [{"id": e, "district": d, "name_zh": zh, "name_en": en, "mqtt_user": e.lower()}
-                        for e, d, zh, en in ENTERPRISES],
+        "city": {"id": "LJ", "name_zh": "临江市", "name_en": "Linjiang City",
+                 # The municipal emergency command centre: its wall-screen webhook, then its DingTalk group.
+                 "duty": [{"name": "临江市应急指挥中心值班室", "role": "市级值班 municipal duty desk",
+                           "notify": {"webhook": "command-centre", "dingtalk": "city", "sms": "+86-5740-12350"}}]},
+        "districts": [{"id": d, "name_zh": zh, "name_en": en,
+                       "duty": [{"name": f"{zh}应急管理局值班室", "role": "区县值班 district duty desk",
+                                 "notify": {"dingtalk": d, "sms": f"+86-5740-1235{i}"}}]}
+                      for i, (d, zh, en) in enumerate(DISTRICTS, start=1)],
+        "enterprises": [{"id": e, "district": d, "name_zh": zh, "name_en": en, "mqtt_user": e.lower(),
+                         # The 24-hour control room (国务院令第708号): its WeCom group first, the desk phone next.
+                         "control_room": [{"name": f"{zh}中控室", "role": "中控室值班 control room",
+                                           "notify": {"wecom": e, "sms": f"+86-5740-88{i:02d}0000",
+                                                      "email": f"control@{e.lower()}.example"}}]}
+                        for i, (e, d, zh, en) in enumerate(ENTERPRISES, start=1)],
+        # Escalation timing: the defaults (hazardwatch/duty.py) spelled out for red so sites see where to edit.
+        # A first-grade major hazard source (一级重大危险源) gets shorter deadlines for red and orange.
+        "escalation": {
+            "levels": {1: {"deadlines_s": [60, 240, 480], "repeat_s": 60, "reescalate_s": 1800,
+                           "top_tier": "city"}},
+            "grades": {1: {"levels": {1: {"deadlines_s": [60, 180, 300], "repeat_s": 60, "reescalate_s": 1200,
+                                          "top_tier": "city"},
+                                      2: {"deadlines_s": [180, 420, 900], "repeat_s": 120, "reescalate_s": 2400,
+                                          "top_tier": "city"}}}},
+            "max_shelve_s": 28800,
+        },
         "hazard_sources": [],
     }
     for n, (sid, ent, kind, zh, en, grade, sensors) in enumerate(sources, start=1):
@@ -231,7 +253,8 @@ class _Dumper(yaml.SafeDumper):
 
 def _flow_limits(dumper: yaml.SafeDumper, data: dict) -> yaml.Node:
     # Limits and locations read best on one line each.
-    flow = set(data) <= {"value", "reset", "clause", "level", "lat", "lon"}
+    flow = set(data) <= {"value", "reset", "clause", "level", "lat", "lon", "webhook", "dingtalk", "sms", "wecom",
+                         "email"}
     return dumper.represent_mapping("tag:yaml.org,2002:map", data, flow_style=flow)
 
 
