@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from hazardwatch.model import ALERT_COMMANDS as ALERT_COMMANDS  # the topic names live with the other topics
+from hazardwatch.model import ALERT_EVENTS as ALERT_EVENTS
 from hazardwatch.model import stable_id
-
-ALERT_COMMANDS = "alert-commands"
-ALERT_EVENTS = "alert-events"
 
 # ISA-18.2 alarm states (IEC 62682 5.3). Shelved, suppressed and out-of-service are overlays on these:
 # the alert is still evaluated and recorded, but nobody is paged and it leaves the main queue.

@@ -84,6 +84,83 @@ def _alerts(args: argparse.Namespace) -> int:
                                    timeout=args.timeout))
 
 
+def _console(args: argparse.Namespace) -> int:
+    import getpass
+
+    from alerts.console import users
+
+    s = load_settings()
+    reg = load_registry(s.registry_path)
+    path = users.users_path(s.home)
+    if args.action == "serve":
+        from alerts.console.service import run_console
+
+        users.load_users(path, reg)  # fail here, with the file's problems, not on the first login
+        asyncio.run(run_console(s, reg, args.host, args.port))
+        return 0
+    if args.action == "init-users":
+        if path.exists() and not args.force:
+            print(f"hazardwatch: {path} exists; use --force to replace it (every password changes)", file=sys.stderr)
+            return 1
+        made = users.init_users(path, reg)
+        out = s.secrets_dir / "console"
+        out.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for name, pw in made.items():
+            f = out / name
+            f.write_text(pw + "\n")
+            f.chmod(0o600)
+        print(f"wrote {path} with {len(made)} users; their first passwords are in {out}/<user> (chmod 600): "
+              "hand each to its owner, then delete the file")
+        return 0
+    if not args.user:
+        print("hazardwatch: console passwd needs the user name", file=sys.stderr)
+        return 2
+    pw = getpass.getpass(f"new password for {args.user}: ")
+    if pw != getpass.getpass("again: "):
+        print("hazardwatch: the two passwords differ; nothing changed", file=sys.stderr)
+        return 1
+    users.set_password(path, args.user, pw)
+    print(f"password of {args.user} changed in {path}")
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from alerts import audit
+    from alerts.agents import audit_path
+
+    s = load_settings()
+    path = args.file or audit_path(s)
+    if args.action == "verify":
+        verdict = audit.verify(path)
+        state = "intact 完整" if verdict.ok else "TAMPERED 已被篡改"
+        where = f" (first untrusted record: line {verdict.line})" if not verdict.ok else ""
+        print(f"audit log {path}: {state}, {verdict.records} records{where}\n{verdict.problem}")
+        for note in verdict.notes:
+            print(f"  note: {note}")
+        return 0 if verdict.ok else 4
+    if not args.alert_id:
+        print("hazardwatch: audit export needs an alert id (see the console or `hazardwatch alerts`)",
+              file=sys.stderr)
+        return 2
+    from alerts.timeline import export_report
+
+    reg = load_registry(s.registry_path)
+    try:
+        report = export_report(path, args.alert_id, reg, fmt=args.format,
+                               settings=None if args.no_readings else s)
+    except LookupError as exc:
+        print(f"hazardwatch: {exc}", file=sys.stderr)
+        return 1
+    if args.output:
+        from pathlib import Path
+
+        Path(args.output).write_text(report, encoding="utf-8")
+        print(f"wrote {args.output}")
+    else:
+        print(report)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from hazardwatch.demo import run_demo
 
@@ -130,6 +207,23 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--limit", type=int, default=0)
     sp.add_argument("--timeout", type=float, default=0.0, help="stop after this many idle seconds (0 = never)")
     sp.set_defaults(fn=_alerts)
+
+    sp = sub.add_parser("console", help="the duty console web app, and its users")
+    sp.add_argument("action", choices=["serve", "init-users", "passwd"])
+    sp.add_argument("user", nargs="?", help="for passwd: the user name")
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8480)
+    sp.add_argument("--force", action="store_true", help="init-users: replace an existing users file")
+    sp.set_defaults(fn=_console)
+
+    sp = sub.add_parser("audit", help="verify the hash-chained audit log, or export one alert's timeline")
+    sp.add_argument("action", choices=["verify", "export"])
+    sp.add_argument("alert_id", nargs="?")
+    sp.add_argument("--file", help="audit log (default $HW_HOME/audit/<app id>.jsonl or HW_AUDIT_PATH)")
+    sp.add_argument("--format", choices=["md", "html"], default="md")
+    sp.add_argument("--output", "-o", help="write the report here instead of printing it")
+    sp.add_argument("--no-readings", action="store_true", help="do not query InfluxDB for the readings around it")
+    sp.set_defaults(fn=_audit)
 
     sp = sub.add_parser("demo", help="start everything, simulate sensors with a limit crossing, print alerts")
     sp.add_argument("--duration", type=float, default=75.0, help="seconds of simulation")

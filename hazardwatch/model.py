@@ -21,7 +21,9 @@ READINGS = "readings"
 DEAD = "readings.dead"
 DETECTIONS = "detections"
 ALERTS = "alerts"
-KEYED_BY_SOURCE = (READINGS, DETECTIONS, ALERTS)
+ALERT_COMMANDS = "alert-commands"  # people's acknowledgements etc., keyed by source like detections
+ALERT_EVENTS = "alert-events"  # one partition: the total order the audit chain is built from
+KEYED_BY_SOURCE = (READINGS, DETECTIONS, ALERTS, ALERT_COMMANDS)
 
 # Quality codes carried with each reading (OPC-style, collapsed to three).
 Q_GOOD, Q_UNCERTAIN, Q_BAD = 0, 1, 2
@@ -40,8 +42,13 @@ def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
         settings.topic(DETECTIONS): (p, {"retention.ms": week}),
         # Alerts are the record nobody may later deny: keep them a year (domain.md: alarm records >= 1 year).
         settings.topic(ALERTS): (p, {"retention.ms": year}),
-        # Faust's table changelog: must match the partitions of `readings` (its source topic).
+        settings.topic(ALERT_COMMANDS): (p, {"retention.ms": year}),
+        settings.topic(ALERT_EVENTS): (1, {"retention.ms": str(2 * 366 * 86400 * 1000)}),
+        # Faust's table changelogs: each must match the partitions of its table's source topic.
         f"{settings.app_id}-detector-state-changelog": (p, {"cleanup.policy": "compact"}),
+        f"{settings.app_id}-alert-state-changelog": (p, {"cleanup.policy": "compact"}),
+        f"{settings.app_id}-notify-log-changelog": (1, {"cleanup.policy": "compact"}),
+        f"{settings.app_id}-flood-watch-changelog": (1, {"cleanup.policy": "compact"}),
     }
 
 

@@ -7,6 +7,7 @@ Agents (all acknowledge a batch only after its outputs are durable):
 - alert:   detections -> alert records on `alerts`, deduplicated against the alerts topic itself (the
            ledger), so a replayed detection never produces a second record.
 - archive: alerts -> InfluxDB measurement `alert` for dashboards and the inspector's timeline.
+- the alert stage (alerts/agents.py): lifecycle, escalation timers, notifications, flood watch, audit chain.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import murmur2
 
+from alerts.agents import install as install_alert_stage
 from alerts.records import alert_record
 from detectors.engine import DetectorEngine
 from hazardwatch.config import Settings
@@ -225,6 +227,8 @@ def make_app(settings: Settings) -> faust.App:
     async def report() -> None:
         line = orjson.dumps({**stats, "not_evaluated": engine.skipped, "influx_retries": writer.retries})
         print(f"worker: stats {line.decode()}", flush=True)
+
+    install_alert_stage(app, settings, registry, detections, fatal_on_error, stats)
 
     @app.task
     async def announce() -> None:
