@@ -19,6 +19,10 @@ command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
 command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+# The duty console's browser test drives Debian's Chromium (Playwright never downloads a browser here);
+# Noto CJK so the screenshots show Chinese, not boxes.
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -d /usr/share/fonts/opentype/noto ] || need+=(fonts-noto-cjk)
 if [ ${#need[@]} -gt 0 ]; then
   say "installing Debian packages: ${need[*]}"
   if [ "$(id -u)" -ne 0 ]; then
