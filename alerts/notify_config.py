@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from hazardwatch.yamllines import LineDict, LineLoader
+
 CHANNELS = ("webhook", "email", "sms", "wecom", "dingtalk")
 WECOM_URL = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send"
 DINGTALK_URL = "https://oapi.dingtalk.com/robot/send"
@@ -104,28 +106,6 @@ class NotifyConfig:
         return {name for name, ok in have.items() if ok}
 
 
-# ---- YAML with the line of every key ---------------------------------------------------------------------------
-class _Map(dict):
-    line: int = 0
-    key_lines: dict[str, int]
-
-
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
-    loader.flatten_mapping(node)
-    d = _Map()
-    d.line, d.key_lines = node.start_mark.line + 1, {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        d[key] = loader.construct_object(value_node, deep=True)
-        d.key_lines[str(key)] = key_node.start_mark.line + 1
-    return d
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
 
 
 def _join(where: str, key: str) -> str:
@@ -140,21 +120,21 @@ class _Checker:
 
     def fail(self, node: Any, key: str | None, where: str, msg: str) -> None:
         line = 0
-        if isinstance(node, _Map):
+        if isinstance(node, LineDict):
             line = node.key_lines.get(key, node.line) if key is not None else node.line
         loc = f"{self.path} line {line}" if line else str(self.path)
         self.problems.append(f"{loc}: {where}: {msg}" if where else f"{loc}: {msg}")
 
-    def section(self, node: Any, key: str, where: str) -> _Map | None:
+    def section(self, node: Any, key: str, where: str) -> LineDict | None:
         value = node.get(key) if isinstance(node, dict) else None
         if value is None:
             return None
-        if not isinstance(value, _Map):
+        if not isinstance(value, LineDict):
             self.fail(node, key, where, f"is {value!r}; it must be a mapping of `name: value` lines (indent them)")
             return None
         return value
 
-    def keys(self, node: _Map, where: str, allowed: tuple[str, ...]) -> None:
+    def keys(self, node: LineDict, where: str, allowed: tuple[str, ...]) -> None:
         for key in node:
             if key in _CREDENTIAL_KEYS:
                 self.fail(node, key, _join(where, key), f"a credential must not be written in this file; remove it "
@@ -162,7 +142,7 @@ class _Checker:
             elif key not in allowed:
                 self.fail(node, key, _join(where, key), f"unknown key; use one of {', '.join(allowed)}")
 
-    def string(self, node: _Map, key: str, where: str, default: str | None = None) -> str | None:
+    def string(self, node: LineDict, key: str, where: str, default: str | None = None) -> str | None:
         value = node.get(key, default)
         if key not in node and default is None:
             self.fail(node, None, _join(where, key), f"missing; add `{key}:`")
@@ -172,7 +152,7 @@ class _Checker:
             return None
         return value.strip()
 
-    def url(self, node: _Map, key: str, where: str, default: str | None = None) -> str | None:
+    def url(self, node: LineDict, key: str, where: str, default: str | None = None) -> str | None:
         value = self.string(node, key, where, default)
         if value is not None and not re.fullmatch(r"https?://[^\s?#]+", value):
             self.fail(node, key, _join(where, key), f"{value!r} is not an http(s) URL without a query; write "
@@ -180,7 +160,7 @@ class _Checker:
             return None
         return value
 
-    def number(self, node: _Map, key: str, where: str, default: float, lo: float, hi: float,
+    def number(self, node: LineDict, key: str, where: str, default: float, lo: float, hi: float,
                integer: bool = False) -> float:
         value = node.get(key, default)
         kinds = int if integer else (int, float)
@@ -192,7 +172,7 @@ class _Checker:
             return default
         return value
 
-    def secret(self, node: _Map, name: str, where: str, hint: str) -> str | None:
+    def secret(self, node: LineDict, name: str, where: str, hint: str) -> str | None:
         """Resolve ``<name>_env`` / ``<name>_file``; None (with a problem) when it cannot be found."""
         env_key, file_key = f"{name}_env", f"{name}_file"
         env, file = node.get(env_key), node.get(file_key)
@@ -239,7 +219,7 @@ def load_notify_config(path: str | Path, secrets_dir: Path | None = None, *,
     """
     path = Path(path)
     try:
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=LineLoader)
     except OSError as exc:
         raise NotifyConfigError(path, [f"{path}: cannot read it ({exc.strerror or exc}); set HW_NOTIFY_CONFIG "
                                        "to your notification config or copy deploy/examples/notify.yaml"]) from None
@@ -248,7 +228,7 @@ def load_notify_config(path: str | Path, secrets_dir: Path | None = None, *,
         where = f"{path} line {mark.line + 1}" if mark else str(path)
         raise NotifyConfigError(path, [f"{where}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the "
                                        "syntax (indent with spaces, quote text containing ':' or '#')"]) from None
-    if not isinstance(doc, _Map):
+    if not isinstance(doc, LineDict):
         raise NotifyConfigError(path, [f"{path}: the top level must be a mapping with webhook, email, sms, "
                                        "wecom, dingtalk, retry and fallback sections"])
     if secrets_dir is None:
@@ -277,7 +257,7 @@ def load_notify_config(path: str | Path, secrets_dir: Path | None = None, *,
     return result
 
 
-def _webhook(c: _Checker, doc: _Map) -> dict[str, Any]:
+def _webhook(c: _Checker, doc: LineDict) -> dict[str, Any]:
     sec = c.section(doc, "webhook", "webhook")
     if sec is None:
         return {}
@@ -289,7 +269,7 @@ def _webhook(c: _Checker, doc: _Map) -> dict[str, Any]:
                "secret_env: ...}` or remove the webhook section")
     for name, ep in (listed or {}).items():
         w = f"webhook.endpoints.{name}"
-        if not isinstance(ep, _Map):
+        if not isinstance(ep, LineDict):
             c.fail(sec["endpoints"], name, w, "must be a mapping with url and secret_env/secret_file")
             continue
         c.keys(ep, w, ("url", "secret_env", "secret_file"))
@@ -300,7 +280,7 @@ def _webhook(c: _Checker, doc: _Map) -> dict[str, Any]:
     return {"webhook": endpoints}
 
 
-def _email(c: _Checker, doc: _Map) -> dict[str, Any]:
+def _email(c: _Checker, doc: LineDict) -> dict[str, Any]:
     sec = c.section(doc, "email", "email")
     if sec is None:
         return {}
@@ -333,7 +313,7 @@ def _email(c: _Checker, doc: _Map) -> dict[str, Any]:
                                  username, password, c.string(sec, "helo", "email", "localhost") or "localhost")}
 
 
-def _sms(c: _Checker, doc: _Map) -> dict[str, Any]:
+def _sms(c: _Checker, doc: LineDict) -> dict[str, Any]:
     sec = c.section(doc, "sms", "sms")
     if sec is None:
         return {}
@@ -346,7 +326,7 @@ def _sms(c: _Checker, doc: _Map) -> dict[str, Any]:
     return {}
 
 
-def _robots(c: _Checker, doc: _Map) -> dict[str, Any]:
+def _robots(c: _Checker, doc: LineDict) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for channel, default in (("wecom", WECOM_URL), ("dingtalk", DINGTALK_URL)):
         sec = c.section(doc, channel, channel)
@@ -361,7 +341,7 @@ def _robots(c: _Checker, doc: _Map) -> dict[str, Any]:
                    f"or remove the {channel} section")
         for name, robot in (listed or {}).items():
             w = f"{channel}.robots.{name}"
-            if not isinstance(robot, _Map):
+            if not isinstance(robot, LineDict):
                 c.fail(sec["robots"], name, w, "must be a mapping of credential names (see the example file)")
                 continue
             if channel == "wecom":
@@ -379,7 +359,7 @@ def _robots(c: _Checker, doc: _Map) -> dict[str, Any]:
     return out
 
 
-def _retry(c: _Checker, doc: _Map) -> RetryPolicy:
+def _retry(c: _Checker, doc: LineDict) -> RetryPolicy:
     sec = c.section(doc, "retry", "retry")
     if sec is None:
         return RetryPolicy()
@@ -397,7 +377,7 @@ def _retry(c: _Checker, doc: _Map) -> RetryPolicy:
     return policy
 
 
-def _fallback(c: _Checker, doc: _Map, declared: set[str]) -> dict[str, str]:
+def _fallback(c: _Checker, doc: LineDict, declared: set[str]) -> dict[str, str]:
     sec = c.section(doc, "fallback", "fallback")
     if sec is None:
         return {}

@@ -18,6 +18,8 @@ from detectors.multivariate import Config as _MVConfig
 from hazardwatch.duty import DutyRoster, parse_contact, parse_contacts, parse_policy
 from hazardwatch.grading import Substance, gb18218_grade
 from hazardwatch.profiles import Profile, load_profiles
+from hazardwatch.yamllines import LineDict as _LineDict
+from hazardwatch.yamllines import LineLoader as _LineLoader
 
 SOURCE_KINDS = ("tank_farm", "gas_area", "tailings_dam", "coal_mine")
 
@@ -242,28 +244,6 @@ class Registry:
 
 
 # ---- YAML with line numbers -----------------------------------------------------------------------------
-class _LineDict(dict):
-    line: int = 0
-    key_lines: dict[str, int]
-
-
-class _LineLoader(yaml.SafeLoader):
-    pass
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
-    loader.flatten_mapping(node)
-    d = _LineDict()
-    d.line = node.start_mark.line + 1
-    d.key_lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        d[key] = loader.construct_object(value_node, deep=True)
-        d.key_lines[key] = key_node.start_mark.line + 1
-    return d
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 class _Checker:

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from hazardwatch.registry import Registry
+from hazardwatch.yamllines import LineDict, LineLoader
 
 ROLES = ("city", "district", "enterprise", "viewer")
 PERMISSIONS = ("ack", "comment", "shelve", "maintain")
@@ -106,34 +107,11 @@ def check_login(users: Mapping[str, User], name: str, pw: str) -> User | None:
     return user if ok and user is not None else None
 
 
-# ---- YAML with line numbers (same idea as the registry's loader, kept local so the two can evolve apart) ----
-class _LineDict(dict):
-    line: int = 0
-    key_lines: dict[str, int]
-
-
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-def _mapping(loader: _Loader, node: yaml.MappingNode) -> _LineDict:
-    loader.flatten_mapping(node)
-    d = _LineDict()
-    d.line = node.start_mark.line + 1
-    d.key_lines = {}
-    for k, v in node.value:
-        key = loader.construct_object(k, deep=True)
-        d[key] = loader.construct_object(v, deep=True)
-        d.key_lines[key] = k.start_mark.line + 1
-    return d
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
 
 
 def _where(path: Path, node: Any, key: str | None = None) -> str:
     line = 0
-    if isinstance(node, _LineDict):
+    if isinstance(node, LineDict):
         line = node.key_lines.get(key, node.line) if key else node.line
     return f"{path.name}:{line}" if line else path.name
 
@@ -145,7 +123,7 @@ def _read(path: Path) -> Any:
         raise UsersError(path, [f"{path.name}: file not found; run `hazardwatch console init` to create it or set "
                                 f"{USERS_ENV} to your users file"]) from None
     try:
-        return yaml.load(text, Loader=_Loader)
+        return yaml.load(text, Loader=LineLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path.name}:{mark.line + 1}" if mark else path.name
