@@ -42,8 +42,7 @@ from hazardwatch.registry import HIGH_LIMITS, LIMIT_NAMES, Registry
 
 # The drift alarm clears once the CUSUM score is back to half the decision interval (drift.py hard-codes it).
 DRIFT_CLEAR_FRACTION = 0.5
-DRIFT_K_FRACTION = 0.005  # allowance k, fraction of the instrument span
-DRIFT_H_FRACTION = 0.05  # decision interval h, fraction of the instrument span
+DRIFT_MAX_GAP_PERIODS = 2.0  # a gap counts as at most two reporting periods
 # Denominator of the weighted least-squares slope below this fraction of w * stt: x has no spread, no slope.
 SLOPE_DEN_EPS = 1e-12
 HEALTH_RULES = ("out_of_range", "bad_quality", "stuck", "offline")
@@ -79,6 +78,7 @@ class SensorConfig:
     trend_high: bool
     trend_horizon_s: float
     drift_tau_s: float | None
+    drift_fast_tau_s: float
     drift_k: float
     drift_h: float
     related: int | None  # slot of the first related sensor
@@ -105,8 +105,11 @@ class SensorState:
     sums: list[float] = field(default_factory=lambda: [0.0] * 5)
     trend_active: bool = False
     trend_since: int = 0
-    # Drift: EWMA baseline and two-sided CUSUM.
-    mean: float = math.nan
+    # Drift: bias-corrected EWMA baseline and short mean (weighted sums and weights), two-sided CUSUM.
+    mean: float = 0.0
+    weight: float = 0.0
+    fast: float = 0.0
+    fast_weight: float = 0.0
     cusum: list[float] = field(default_factory=lambda: [0.0, 0.0])
     drift_active: bool = False
     drift_since: int = 0
@@ -133,13 +136,13 @@ def _config(reg: Registry, sid: str) -> SensorConfig:
     if s.trend:
         trend_target = reg.limit(sid, s.trend.limit).value
         trend_high = s.trend.limit in HIGH_LIMITS
-    drift_tau = DRIFT_KINDS.get(s.kind)
+    drift_tau, drift_fast, k_frac, h_min = DRIFT_KINDS.get(s.kind, (None, math.nan, math.nan, math.nan))
     return SensorConfig(
         slot=s.slot, id=sid, lo=lo, hi=hi, period_s=s.period_s, limits=limits,
         rate_max=s.rate.max_per_min if s.rate else None,
         trend_tau_s=s.trend.tau_s if s.trend else None, trend_target=trend_target, trend_high=trend_high,
         trend_horizon_s=s.trend.horizon_s if s.trend else math.nan,
-        drift_tau_s=drift_tau, drift_k=DRIFT_K_FRACTION * span, drift_h=DRIFT_H_FRACTION * span,
+        drift_tau_s=drift_tau, drift_fast_tau_s=drift_fast, drift_k=k_frac * span, drift_h=h_min * k_frac * span,
         related=reg.sensors[s.related[0]].slot if s.related else None,
         stuck_ms=s.stuck_s * 1000.0 if s.stuck_s else math.inf,
     )
@@ -438,15 +441,16 @@ class ReferenceDetectors:
         tau = c.drift_tau_s
         if tau is None:
             return  # not tracked: no baseline kept
-        if math.isnan(st.mean):
-            before = st.mean = v  # the first reading seeds the baseline
-        else:
-            before = st.mean  # judged against the past: the baseline before this reading
-            a = 0.0 if prev_t is None else math.exp(-((t - prev_t) / 1000.0) / tau)
-            st.mean = a * st.mean + (1 - a) * v
-        dev = v - before
-        up = max(0.0, st.cusum[0] + dev - c.drift_k)
-        down = max(0.0, st.cusum[1] - dev - c.drift_k)
+        period = c.period_s
+        gap = period if prev_t is None else min((t - prev_t) / 1000.0, DRIFT_MAX_GAP_PERIODS * period)
+        base = st.mean / st.weight if st.weight > 0 else v  # judged against the baseline before this reading
+        a, af = math.exp(-gap / tau), math.exp(-gap / c.drift_fast_tau_s)
+        st.mean, st.weight = a * st.mean + (1 - a) * v, a * st.weight + (1 - a)
+        st.fast, st.fast_weight = af * st.fast + (1 - af) * v, af * st.fast_weight + (1 - af)
+        dev = st.fast / st.fast_weight - base
+        minutes = gap / 60.0
+        up = max(0.0, st.cusum[0] + (dev - c.drift_k) * minutes)
+        down = max(0.0, st.cusum[1] + (-dev - c.drift_k) * minutes)
         st.cusum = [up, down]
         score = max(up, down)
         active = st.drift_active
@@ -458,7 +462,7 @@ class ReferenceDetectors:
             st.drift_active = active
             if active:
                 st.drift_since = t
-            out.append(_event(c, "drift", "", "raise" if active else "clear", t, st.drift_since, dev, c.drift_h))
+            out.append(_event(c, "drift", "", "raise" if active else "clear", t, st.drift_since, dev, c.drift_k))
 
     # ---- comparison with the engine -------------------------------------------------------------------------
     def export(self, slot: int) -> dict[str, Any]:
@@ -471,7 +475,8 @@ class ReferenceDetectors:
             "rate.active": st.rate_active, "rate.since_ms": st.rate_since,
             "trend.ref_ms": st.ref_ms, "trend.sums": st.sums, "trend.active": st.trend_active,
             "trend.since_ms": st.trend_since,
-            "drift.mean": st.mean, "drift.cusum": st.cusum, "drift.active": st.drift_active,
+            "drift.mean": st.mean, "drift.weight": st.weight, "drift.fast": st.fast,
+            "drift.fast_weight": st.fast_weight, "drift.cusum": st.cusum, "drift.active": st.drift_active,
             "drift.since_ms": st.drift_since,
             "health.active": st.h_active, "health.since_ms": st.h_since, "health.flat_since_ms": st.flat_since,
             "health.last_seen_ms": _INT64_MIN if st.last_seen is None else st.last_seen,

@@ -28,7 +28,7 @@ KEYED_BY_SOURCE = (READINGS, DETECTIONS, ALERTS, ALERT_COMMANDS)
 # Quality codes carried with each reading (OPC-style, collapsed to three).
 Q_GOOD, Q_UNCERTAIN, Q_BAD = 0, 1, 2
 
-DETECTOR_VERSION = "detectors-2"
+DETECTOR_VERSION = "detectors-3"
 
 
 def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:

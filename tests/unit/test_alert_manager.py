@@ -32,7 +32,7 @@ def det(reg: Registry, sensor: str, state: str, limit: str, ts: int, since: int,
     return {"id": stable_id(aid, state, ts), "alert_id": aid, "state": state, "source": s.source,
             "enterprise": src.enterprise, "sensor": sensor, "rule": rule, "limit": limit, "level": level,
             "category": "process", "value": value, "threshold": 90.0, "unit": s.unit, "clause": "test clause",
-            "ts_ms": ts, "since_ms": since, "detector": rule, "detector_version": "detectors-2", "profile": None,
+            "ts_ms": ts, "since_ms": since, "detector": rule, "detector_version": "detectors-3", "profile": None,
             "profile_version": None}
 
 
