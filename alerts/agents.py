@@ -24,12 +24,12 @@ from aiokafka.partitioner import murmur2
 
 from alerts.audit import AuditLog
 from alerts.channels import Channels
-from alerts.clock import clock_from_env
 from alerts.delivery import deliver
 from alerts.kpi import FloodWatch
 from alerts.manager import AlertManager
 from alerts.model import ALERT_COMMANDS, ALERT_EVENTS, event_id
 from alerts.notify_config import load_notify_config
+from hazardwatch.clock import clock_from_env
 from hazardwatch.config import Settings
 from hazardwatch.registry import Registry
 

@@ -1,8 +1,10 @@
-"""The alert stage's clock, injectable so escalation can be tested to the second against the real worker.
+"""The worker's clock, injectable so time-driven decisions can be tested to the second on the real worker.
 
-Production reads the wall clock. With HW_CLOCK_FILE set, the worker reads epoch milliseconds from that file
-instead: a test writes the time it wants, restarts the worker mid-escalation, writes a later time, and the
-deadlines fall exactly where the policy says, however slow the machine is.
+Two things in the worker run on a clock rather than on the readings' event time: escalation deadlines, and
+the offline check (a silent sensor sends nothing to time it by). Production reads the wall clock. With
+HW_CLOCK_FILE set, the worker reads epoch milliseconds from that file instead: a test writes the time it
+wants, restarts the worker mid-escalation, writes a later time, and the deadlines fall exactly where the
+policy says, however slow the machine is; a scenario runner advances it with simulated time.
 """
 
 from __future__ import annotations

@@ -84,6 +84,7 @@ class Settings:
     batch_max: int
     batch_within_s: float
     commit_interval_s: float
+    offline_tick_s: float
     mqtt_session_expiry_s: int
     mqtt_root: str
     extra: dict[str, str] = field(default_factory=dict)
@@ -177,6 +178,8 @@ def load_settings() -> Settings:
         batch_max=_env_int("HW_BATCH_MAX", 2000, 1, 1_000_000),
         batch_within_s=_env_float("HW_BATCH_WITHIN_S", 0.2, 0.001, 60),
         commit_interval_s=_env_float("HW_COMMIT_INTERVAL_S", 2.0, 0.1, 600),
+        # How often silent sensors are judged; the scenario runner shortens it with simulated time.
+        offline_tick_s=_env_float("HW_OFFLINE_TICK_S", 5.0, 0.1, 300),
         mqtt_session_expiry_s=_env_int("HW_MQTT_SESSION_EXPIRY_S", 86400, 0, 30 * 86400),
         mqtt_root=root,
     )

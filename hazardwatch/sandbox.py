@@ -36,7 +36,8 @@ def _env(run: str, **extra: str) -> dict[str, str]:
 class Sandbox:
     """One isolated pipeline namespace on the shared services, with helpers to drive and observe it."""
 
-    def __init__(self, tmp: Path, **extra: str):
+    def __init__(self, tmp: Path, retention_s: int = 86400, **extra: str):
+        """retention_s: the bucket's retention (0 = forever); simulated days in the past need more than a day."""
         self.run = "t" + uuid.uuid4().hex[:8]
         self.env = {**os.environ, **_env(self.run, **extra)}
         self.tmp = tmp
@@ -48,9 +49,10 @@ class Sandbox:
             for k in _env(self.run, **extra):
                 os.environ.pop(k, None)
         asyncio.run(ensure_topics(self.s))
+        keep = BucketRetentionRules(type="expire", every_seconds=retention_s)
         with self.influx() as c:
             c.buckets_api().create_bucket(bucket_name=self.s.influx_bucket, org=self.s.influx_org,
-                                          retention_rules=BucketRetentionRules(type="expire", every_seconds=86400))
+                                          retention_rules=keep)
 
     # ---- processes --------------------------------------------------------------------------------------
     def start(self, what: str, *args: str, ready: str, env: dict[str, str] | None = None,

@@ -16,7 +16,6 @@ import asyncio
 import functools
 import os
 import sys
-import time
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,6 +28,7 @@ from aiokafka.partitioner import murmur2
 from alerts.agents import install as install_alert_stage
 from alerts.records import alert_record
 from detectors.engine import DetectorEngine
+from hazardwatch.clock import clock_from_env
 from hazardwatch.config import Settings
 from hazardwatch.influx import InfluxWriter, LineProtocol
 from hazardwatch.model import ALERTS, DETECTIONS, READINGS, ReadingBatch
@@ -209,7 +209,9 @@ def make_app(settings: Settings) -> faust.App:
         n = settings.partitions
         return [src for src in registry.sources if (murmur2(src.encode()) & 0x7FFFFFFF) % n in parts]
 
-    @app.timer(5.0)
+    now_ms = clock_from_env()
+
+    @app.timer(settings.offline_tick_s)
     async def offline_tick() -> None:
         # A silent sensor sends nothing, so only a clock can notice it: judge every sensor this worker owns.
         sources = owned_sources()
@@ -219,7 +221,7 @@ def make_app(settings: Settings) -> faust.App:
             if src not in loaded:
                 engine.import_source(src, state_table.get(src))
                 loaded.add(src)
-        records = engine.tick(int(time.time() * 1000), sources)
+        records = engine.tick(now_ms(), sources)
         if records:
             await publish_and_checkpoint(records, {r["source"] for r in records})
 
