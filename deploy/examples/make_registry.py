@@ -239,10 +239,12 @@ def build() -> dict:
                              for k, g in enumerate(groups)]
         if sid == "S01":
             # Tank T03's level, pressure and inflow (all every 10 s, one payload) scored together by a model
-            # learned from its first hour: a pressure or flow pattern the tank has not shown before, even within
-            # every limit. The level drifts as the tank fills and empties, so it is judged by its rate.
+            # learned from its first day: a pressure or flow pattern the tank has not shown before, even within
+            # every limit. The level drifts as the tank fills and empties, so it is judged by its rate. A day, not
+            # an hour: the simulated normal day showed an hour of night holds no transfer and no morning warming
+            # of the vapour space, so a model learned from it raised alarms on ordinary operations.
             src["multivariate"] = [{"id": "S01-T03-MV", "sensors": ["S01-T03-LT", "S01-T03-PT", "S01-T03-FT"],
-                                    "rate_sensors": ["S01-T03-LT"], "train_rows": 360, "level": 3}]
+                                    "rate_sensors": ["S01-T03-LT"], "train_rows": 8640, "level": 3}]
         doc["hazard_sources"].append(src)
     return doc
 
