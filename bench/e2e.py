@@ -62,7 +62,6 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
-from aiohttp import web  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
@@ -74,6 +73,7 @@ from hazardwatch.model import ALERTS, DETECTIONS, READINGS, ReadingBatch  # noqa
 from hazardwatch.registry import load_registry  # noqa: E402
 from hazardwatch.sandbox import Sandbox  # noqa: E402
 from simulators.load import connect_packet, mqtt_str, mqtt_varint, percentile, split_packets  # noqa: E402
+from tests.receivers import SECRETS, Receivers  # noqa: E402
 
 GOAL_RATE = 50_000.0  # readings/s through the whole pipeline, batched payloads
 GOAL_P99_S = 1.0  # publish -> alert record at 10,000 readings/s
@@ -749,73 +749,6 @@ def pipeline(plan: Plan, tmp: Path, *, name: str, batch: int, workers: int, offe
 
 
 # ---- phase 6: latency -----------------------------------------------------------------------------------------
-class TimedReceiver:
-    """Local HTTP endpoint for every notification channel, stamping each request with our wall clock on arrival."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[float, str, Any]] = []
-        self._lock = threading.Lock()
-        self._ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-        self.url = ""
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("notification receiver did not start")
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-
-        async def handle(request: web.Request) -> web.Response:
-            t = time.time()
-            raw = await request.read()
-            with self._lock:
-                self.requests.append((t, request.path, orjson.loads(raw) if raw else None))
-            return web.json_response({"errcode": 0, "errmsg": "ok", "code": 0})
-
-        async def start() -> None:
-            app = web.Application()
-            app.router.add_route("*", "/{tail:.*}", handle)
-            self._runner = web.AppRunner(app, access_log=None)
-            await self._runner.setup()
-            await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-            self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-            self._ready.set()
-
-        self._loop.run_until_complete(start())
-        self._loop.run_forever()
-
-    def snapshot(self) -> list[tuple[float, str, Any]]:
-        with self._lock:
-            return list(self.requests)
-
-    def close(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-
-    def notify_yaml(self, enterprises: list[str], districts: list[str]) -> str:
-        """Every channel the example city pages through, pointed here (credentials from HW_BENCH_SECRET)."""
-        wecom = "\n".join(f"    {e}: {{key_env: HW_BENCH_SECRET}}" for e in enterprises)
-        ding = "\n".join(f"    {d}: {{token_env: HW_BENCH_SECRET, secret_env: HW_BENCH_SECRET}}"
-                         for d in [*districts, "city"])
-        return f"""timeout_s: 5
-webhook:
-  endpoints:
-    command-centre: {{url: "{self.url}/hook/command-centre", secret_env: HW_BENCH_SECRET}}
-sms: {{url: "{self.url}/sms", sign: 临江应急, api_key_env: HW_BENCH_SECRET}}
-wecom:
-  url: "{self.url}/wecom"
-  robots:
-{wecom}
-dingtalk:
-  url: "{self.url}/dingtalk"
-  robots:
-{ding}
-retry: {{attempts: 2, base_s: 0.2, factor: 2, cap_s: 1, jitter: false}}
-fallback: {{wecom: sms, dingtalk: sms}}
-"""
-
-
 class AlertTap:
     """Reads the sandbox's `alerts` and `detections` topics from the start. Each record is stamped with our wall
     clock on arrival and keeps Kafka's CreateTime (set by the producing worker on this machine's clock) in
@@ -994,13 +927,12 @@ def match_probes(probes: list[dict[str, Any]], alerts: list[tuple[float, dict[st
 def latency(plan: Plan, tmp: Path) -> dict[str, Any]:
     say(f"phase: latency at {human(plan.latency_rate)} readings/s batched, a probe every {plan.probe_every_s} s "
         f"for {plan.latency_s:.0f} s")
-    reg = load_registry(load_settings().registry_path)
-    rx = TimedReceiver()
+    rx = Receivers()  # the integration tests' receivers: every channel of the example city, stamped on arrival
     cfg = tmp / "notify.yaml"
-    cfg.write_text(rx.notify_yaml(list(reg.enterprises), list(reg.districts)), encoding="utf-8")
+    cfg.write_text(rx.notify_yaml(), encoding="utf-8")
     warm = min(plan.warmup_s, 10.0)
     try:
-        with sandbox(tmp, "latency", HW_NOTIFY_CONFIG=str(cfg), HW_BENCH_SECRET="bench-secret") as sb:
+        with sandbox(tmp, "latency", HW_NOTIFY_CONFIG=str(cfg), **SECRETS) as sb:
             bridge = sb.bridge()
             worker = sb.worker(**plan.worker_env)
             tails = [StatsTail("bridge", bridge, bridge.log), StatsTail("worker1", worker, worker.log)]  # type: ignore[attr-defined]
@@ -1014,15 +946,15 @@ def latency(plan: Plan, tmp: Path) -> dict[str, Any]:
                     now = time.time()
                     say(f"  latency: t={now - t_start:4.0f}s published {human(load.published_at(now))} "
                         f"evaluated {human(tails[1].latest('readings'))} alert records {len(tap.records)} "
-                        f"deliveries {len(rx.snapshot())}")
+                        f"deliveries {len(rx.timed())}")
                 summary = load.wait(60)
                 probes = summary["probes"]
                 deadline = time.time() + plan.drain_s
-                res = match_probes(probes, tap.records, rx.snapshot())
+                res = match_probes(probes, tap.records, rx.timed())
                 while time.time() < deadline and (res["alerts_seen"] < res["probes_sent"]
                                                   or res["deliveries_seen"] < res["probes_sent"]):
                     time.sleep(1)
-                    res = match_probes(probes, tap.records, rx.snapshot())
+                    res = match_probes(probes, tap.records, rx.timed())
                 stats_end = {t.name: t.samples[-1].counters if t.samples else {} for t in tails}
                 keys = {(p["sensor"], int(p["ts_ms"])) for p in probes}
                 res["stages"] = stage_latencies(probes, run_async(_reading_record_times(sb.s, keys)),

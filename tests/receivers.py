@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import orjson
@@ -51,9 +52,10 @@ class Receivers:
         asyncio.set_event_loop(self._loop)
 
         async def handle(request: web.Request) -> web.Response:
+            t = time.time()  # on arrival: the benchmark measures publish -> delivery with it
             raw = await request.read()
             with self._lock:
-                self.requests.append({"path": request.path, "query": dict(request.query),
+                self.requests.append({"t": t, "path": request.path, "query": dict(request.query),
                                       "headers": dict(request.headers), "json": orjson.loads(raw) if raw else None})
             return web.json_response({"errcode": 0, "errmsg": "ok", "code": 0})
 
@@ -68,6 +70,11 @@ class Receivers:
 
         self._loop.run_until_complete(start())
         self._loop.run_forever()
+
+    def timed(self) -> list[tuple[float, str, Any]]:
+        """(arrival wall time, path, JSON body) of every request so far."""
+        with self._lock:
+            return [(r["t"], r["path"], r["json"]) for r in self.requests]
 
     def hits(self, path_prefix: str) -> list[dict[str, Any]]:
         with self._lock:
