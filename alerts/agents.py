@@ -7,13 +7,13 @@
 - notify:  alert-events pages -> channels; every attempt back onto alert-events; the table `notify-log`
            (delivery id -> outcome) is the notification log, so a restart never sends a delivery twice.
 - audit:   alert-events -> the hash-chained audit file (one partition: one writer, one order).
+- history: alert-events -> InfluxDB measurement `alert_event` in the alarm bucket (dashboard annotations).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import faust
 import orjson
 from aiokafka.partitioner import murmur2
+from influxdb_client import WritePrecision
 
 from alerts.audit import AuditLog
 from alerts.channels import Channels
@@ -31,7 +32,13 @@ from alerts.model import ALERT_COMMANDS, ALERT_EVENTS, event_id
 from alerts.notify_config import load_notify_config
 from hazardwatch.clock import clock_from_env
 from hazardwatch.config import Settings
+from hazardwatch.influx import InfluxWriter, LineProtocol
+from hazardwatch.logs import get_logger
+from hazardwatch.metrics import WorkerMetrics
 from hazardwatch.registry import Registry
+from hazardwatch.storage import alarm_bucket
+
+log = get_logger("worker")
 
 
 def audit_path(settings: Settings) -> Path:
@@ -43,14 +50,15 @@ def notify_channels(settings: Settings) -> Channels | None:
     recorded as not delivered, visibly, rather than silently dropped."""
     path = os.environ.get("HW_NOTIFY_CONFIG")
     if not path:
-        print("worker: WARNING no HW_NOTIFY_CONFIG: pages are recorded but nobody is notified; point it at a "
-              "file like deploy/examples/notify.yaml", file=sys.stderr, flush=True)
+        log.warning("worker: WARNING no HW_NOTIFY_CONFIG: pages are recorded but nobody is notified; point it at a "
+                    "file like deploy/examples/notify.yaml")
         return None
     return Channels(load_notify_config(path, settings.secrets_dir))
 
 
 def install(app: faust.App, settings: Settings, registry: Registry, detections: faust.TopicT,
-            fatal_on_error: Callable, stats: dict[str, int]) -> None:
+            fatal_on_error: Callable, stats: dict[str, int], *, metrics: WorkerMetrics, writer: InfluxWriter,
+            lp: LineProtocol) -> None:
     now_ms = clock_from_env()
     p = settings.partitions
     commands = app.topic(settings.topic(ALERT_COMMANDS), key_type=bytes, value_type=bytes, value_serializer="raw",
@@ -78,6 +86,8 @@ def install(app: faust.App, settings: Settings, registry: Registry, detections: 
             alert_state[src] = manager.export_source(src)
         await app.producer.flush()
         stats["alert_events"] += len(events)
+        for e in events:
+            metrics.alert_events.labels(e["kind"], e.get("action") or "").inc()
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set, **kwargs: Any) -> None:
@@ -136,6 +146,7 @@ def install(app: faust.App, settings: Settings, registry: Registry, detections: 
 
     async def emit(ev: dict[str, Any]) -> None:
         await events_topic.send(key=(ev.get("source") or "-").encode(), value=orjson.dumps(ev), partition=0)
+        metrics.alert_events.labels(ev["kind"], ev.get("action") or "").inc()
 
     async def send_page(ev: dict[str, Any]) -> None:
         page = ev["page"]
@@ -145,6 +156,7 @@ def install(app: faust.App, settings: Settings, registry: Registry, detections: 
 
         async def on_attempt(rec: dict[str, Any]) -> None:
             stats["delivered" if rec["ok"] else "failed"] += 1
+            metrics.notifications.labels(rec["channel"], "delivered" if rec["ok"] else "failed").inc()
             await emit({"event_id": event_id("notify", rec["delivery_id"], rec["attempt"], rec["ts_ms"]),
                         "kind": "notify", "action": "delivered" if rec["ok"] else "attempt_failed",
                         "ts_ms": rec["ts_ms"], "actor": "system",
@@ -194,6 +206,18 @@ def install(app: faust.App, settings: Settings, registry: Registry, detections: 
                 audit["log"] = AuditLog(audit_path(settings))
             # Durable (fsync) before the offsets move on: an acknowledged event is always in the chain.
             stats["audited"] += len(audit["log"].append(orjson.loads(e.value) for e in events))
+            for e in events:
+                await stream.ack(e)
+
+    bucket = alarm_bucket(settings)
+
+    @app.agent(events_topic)
+    @fatal_on_error
+    async def history(stream: faust.StreamT) -> None:
+        await writer.ensure_started()
+        async for events in stream.noack_take(500, within=0.2):
+            await writer.write(lp.alert_events([orjson.loads(e.value) for e in events]), bucket, "alert_event",
+                               WritePrecision.NS)
             for e in events:
                 await stream.ack(e)
 

@@ -187,3 +187,9 @@ def load_settings() -> Settings:
 
 def new_secret() -> str:
     return secrets.token_urlsafe(24)
+
+
+def ops_port(default: int) -> int:
+    """The /metrics, /healthz, /readyz port of this process: HW_OPS_PORT, else the service's default
+    (bridge 9101, worker 9102); 0 picks a free port (sandboxes running several bridges on one machine)."""
+    return _env_int("HW_OPS_PORT", default, 0, 65535)

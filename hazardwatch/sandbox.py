@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,17 +21,20 @@ from typing import Any
 import orjson
 import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaConsumer
-from influxdb_client import BucketRetentionRules, InfluxDBClient
+from influxdb_client import InfluxDBClient
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hazardwatch.config import load_settings
+from hazardwatch.storage import ensure_buckets, layout
 from hazardwatch.topics import ensure_topics
 
 
 def _env(run: str, **extra: str) -> dict[str, str]:
     return {"HW_TOPIC_PREFIX": f"{run}.", "HW_APP_ID": f"hw-{run}", "HW_BRIDGE_GROUP": run,
             "HW_MQTT_ROOT": f"hwt/{run}",
-            "HW_INFLUX_BUCKET": run, "HW_MQTT_SESSION_EXPIRY_S": "120", **extra}
+            "HW_INFLUX_BUCKET": run, "HW_MQTT_SESSION_EXPIRY_S": "120",
+            # Several bridges and workers share this machine: each picks a free ops port and logs it.
+            "HW_OPS_PORT": "0", **extra}
 
 
 class Sandbox:
@@ -49,10 +53,8 @@ class Sandbox:
             for k in _env(self.run, **extra):
                 os.environ.pop(k, None)
         asyncio.run(ensure_topics(self.s))
-        keep = BucketRetentionRules(type="expire", every_seconds=retention_s)
         with self.influx() as c:
-            c.buckets_api().create_bucket(bucket_name=self.s.influx_bucket, org=self.s.influx_org,
-                                          retention_rules=keep)
+            ensure_buckets(self.s, c, update_retention=False, raw_retention_s=retention_s)
 
     # ---- processes --------------------------------------------------------------------------------------
     def start(self, what: str, *args: str, ready: str, env: dict[str, str] | None = None,
@@ -79,6 +81,14 @@ class Sandbox:
         time.sleep(2)  # consumer group settles
         return p
 
+    @staticmethod
+    def ops_url(p: subprocess.Popen) -> str:
+        """Where a bridge's or worker's /metrics, /healthz and /readyz are (it logged its randomly picked port)."""
+        m = re.search(r"ops endpoints on (http://[\d.]+:\d+)", p.log.read_text(errors="replace"))  # type: ignore[attr-defined]
+        if not m:
+            raise AssertionError(f"no ops endpoint line in {p.log}")  # type: ignore[attr-defined]
+        return m.group(1)
+
     def close(self) -> None:
         for p in self.procs:
             if p.poll() is None:
@@ -89,9 +99,11 @@ class Sandbox:
             except subprocess.TimeoutExpired:
                 p.kill()
         with self.influx() as c:
-            b = c.buckets_api().find_bucket_by_name(self.s.influx_bucket)
-            if b:
-                c.buckets_api().delete_bucket(b)
+            lay = layout(self.s)
+            for name in (lay.raw, lay.stats, lay.alarms):
+                b = c.buckets_api().find_bucket_by_name(name)
+                if b:
+                    c.buckets_api().delete_bucket(b)
 
     # ---- I/O helpers ------------------------------------------------------------------------------------
     def influx(self) -> InfluxDBClient:

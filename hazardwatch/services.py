@@ -303,8 +303,14 @@ class InfluxDB(Service):
         """First start: create the org, bucket and an operator token, kept in HW_HOME/secrets."""
         with urllib.request.urlopen(f"{s.influx_url}/api/v2/setup", timeout=5) as r:
             allowed = json.load(r).get("allowed")
-        if not allowed:
-            return
+        if allowed:
+            self._setup(s)
+        from hazardwatch.storage import ensure_storage
+
+        for change in ensure_storage(s):
+            log(f"influxdb: {change}")
+
+    def _setup(self, s: Settings) -> None:
         token_file = s.secrets_dir / "influx-token"
         token, password = new_secret(), new_secret()
         body = json.dumps({"username": "hazardwatch", "password": password, "org": s.influx_org,

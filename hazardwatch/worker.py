@@ -16,6 +16,7 @@ import asyncio
 import functools
 import os
 import sys
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,12 +29,18 @@ from aiokafka.partitioner import murmur2
 from alerts.agents import install as install_alert_stage
 from alerts.records import alert_record
 from detectors.engine import DetectorEngine
+from hazardwatch import logs
 from hazardwatch.clock import clock_from_env
-from hazardwatch.config import Settings
+from hazardwatch.config import Settings, ops_port
 from hazardwatch.influx import InfluxWriter, LineProtocol
+from hazardwatch.metrics import WorkerMetrics
 from hazardwatch.model import ALERTS, DETECTIONS, READINGS, ReadingBatch
+from hazardwatch.ops import Ops, start_ops
 from hazardwatch.registry import load_registry
+from hazardwatch.storage import alarm_bucket, ensure_buckets_exist
 from hazardwatch.topics import ensure_topics
+
+log = logs.get_logger("worker")
 
 
 async def read_ledger(settings: Settings) -> set[str]:
@@ -84,16 +91,27 @@ def fatal_on_error(fn: Callable[[faust.StreamT], Awaitable[None]]) -> Callable[[
         except asyncio.CancelledError:
             raise
         except Exception:
+            log.critical(f"worker: FATAL in agent {fn.__name__}; exiting (code 70) so the supervisor restarts the "
+                         f"worker", exc_info=True)
             traceback.print_exc()
-            print(f"worker: FATAL in agent {fn.__name__}; exiting (code 70) so the supervisor restarts the worker",
-                  file=sys.stderr, flush=True)
+            sys.stderr.flush()
             os._exit(70)
 
     return run
 
 
-def make_app(settings: Settings) -> faust.App:
+class ServiceWorker(faust.Worker):
+    """Faust's worker without its terminal spinner: this runs under a supervisor whose log wants whole lines."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.spinner = None
+
+
+def make_app(settings: Settings, metrics: WorkerMetrics | None = None, ops: Ops | None = None,
+             loglevel: str = "warn") -> faust.App:
     registry = load_registry(settings.registry_path)
+    m = metrics or WorkerMetrics()
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -110,7 +128,9 @@ def make_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         producer_max_request_size=4 << 20,
         consumer_max_fetch_size=4 << 20,
-        logging_config=None,
+        # Faust's own loggers (rebalancing, recovery, commits) in the same format as ours: JSON in containers.
+        logging_config=logs.dict_config("worker", _LEVELS[loglevel]),
+        Worker=ServiceWorker,
     )
     readings = app.topic(settings.topic(READINGS), key_type=bytes, value_type=bytes,
                          value_serializer="raw", key_serializer="raw", partitions=settings.partitions)
@@ -127,7 +147,8 @@ def make_app(settings: Settings) -> faust.App:
     engine = DetectorEngine(registry)
     loaded: set[str] = set()
     lp = LineProtocol(registry)
-    writer = InfluxWriter(settings)
+    writer = InfluxWriter(settings, m)
+    alarms_bucket = alarm_bucket(settings)
     ledger: dict[str, Any] = {"ids": None, "assignment": None}
     stats = {"readings": 0, "detections": 0, "alerts": 0, "duplicates_refused": 0}
 
@@ -140,6 +161,8 @@ def make_app(settings: Settings) -> faust.App:
             state_table[src] = engine.export_source(src)
         await app.producer.flush()  # checkpoint durable before the offsets can be committed
         stats["detections"] += len(records)
+        for r in records:
+            m.detections.labels(r["rule"]).inc()
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set, **kwargs: Any) -> None:
@@ -157,9 +180,14 @@ def make_app(settings: Settings) -> faust.App:
                     saved = state_table.get(b.source)
                     engine.import_source(b.source, saved)
                     loaded.add(b.source)
+            t0 = time.perf_counter()
             records = engine.process(batches)
+            m.detector_seconds.observe(time.perf_counter() - t0)
             await publish_and_checkpoint(records, {b.source for b in batches})
-            stats["readings"] += sum(len(b) for b in batches)
+            n = sum(len(b) for b in batches)
+            stats["readings"] += n
+            m.readings.inc(n)
+            m.batch_readings.observe(n)
             for e in events:
                 await stream.ack(e)
 
@@ -182,16 +210,21 @@ def make_app(settings: Settings) -> faust.App:
                 ledger["assignment"] = assignment
             seen: set[str] = ledger["ids"]
             futs = []
+            sent: list[dict[str, Any]] = []
             for e in events:
                 rec = alert_record(orjson.loads(e.value), registry)
                 if rec["record_id"] in seen:
                     stats["duplicates_refused"] += 1
+                    m.duplicates_refused.inc()
                     continue
                 seen.add(rec["record_id"])
                 futs.append(await alerts.send(key=rec["source"].encode(), value=orjson.dumps(rec)))
+                sent.append(rec)
             if futs:
                 await asyncio.gather(*futs)
                 stats["alerts"] += len(futs)
+                for rec in sent:
+                    m.alerts.labels(str(rec["level"]), rec["rule"]).inc()
             for e in events:
                 await stream.ack(e)
 
@@ -200,7 +233,7 @@ def make_app(settings: Settings) -> faust.App:
     async def archive(stream: faust.StreamT) -> None:
         await writer.ensure_started()
         async for events in stream.noack_take(500, within=0.2):
-            await writer.write(lp.alerts([orjson.loads(e.value) for e in events]))
+            await writer.write(lp.alerts([orjson.loads(e.value) for e in events]), alarms_bucket, "alert")
             for e in events:
                 await stream.ack(e)
 
@@ -227,21 +260,55 @@ def make_app(settings: Settings) -> faust.App:
 
     @app.timer(10.0)
     async def report() -> None:
-        line = orjson.dumps({**stats, "not_evaluated": engine.skipped, "influx_retries": writer.retries})
-        print(f"worker: stats {line.decode()}", flush=True)
+        doc = {**stats, "not_evaluated": engine.skipped, "influx_retries": writer.retries}
+        log.info(f"worker: stats {orjson.dumps(doc).decode()}", extra={"stats": doc})
 
-    install_alert_stage(app, settings, registry, detections, fatal_on_error, stats)
+    @app.timer(1.0)
+    async def health() -> None:
+        # The beat comes from the loop itself: a loop stuck in a long call stops it, and /healthz fails.
+        if ops is None:
+            return
+        ops.beat()
+        assigned = app.consumer.assignment()
+        ops.ready("partitions", bool(assigned), "no partitions assigned yet (joining the consumer group)")
+        ops.ready("tables", app.tables.recovery.completed.is_set(), "tables still recovering from changelogs")
+
+    @app.timer(5.0)
+    async def lag() -> None:
+        # Lag per partition this worker owns: what Kafka holds minus what we committed. The highwater is the one
+        # the fetcher last saw, so no extra round trip per scrape.
+        consumer = app.consumer
+        committed = consumer._committed_offset  # faust 0.15 keeps the last committed offset per partition here
+        m.lag.clear()
+        for tp in consumer.assignment():
+            hw = consumer.highwater(tp)
+            if hw is None:
+                continue
+            m.lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - (committed.get(tp) or 0)))
+
+    install_alert_stage(app, settings, registry, detections, fatal_on_error, stats, metrics=m, writer=writer,
+                        lp=lp)
 
     @app.task
     async def announce() -> None:
-        print(f"worker: started, consuming {settings.topic(READINGS)} with {len(registry.sensors)} sensors", flush=True)
+        log.info(f"worker: started, consuming {settings.topic(READINGS)} with {len(registry.sensors)} sensors")
 
     return app
 
 
+_LEVELS = {"crit": "CRITICAL", "error": "ERROR", "warn": "WARNING", "info": "INFO", "debug": "DEBUG"}
+
+
 def run_worker(settings: Settings, loglevel: str = "warn") -> int:
+    logs.setup("worker", _LEVELS[loglevel])
     asyncio.run(ensure_topics(settings))
-    app = make_app(settings)
-    sys.argv = ["hazardwatch-worker", "worker", "--loglevel", loglevel, "--without-web"]
+    for change in ensure_buckets_exist(settings):
+        log.info(f"worker: {change}")
+    metrics = WorkerMetrics()
+    ops = start_ops("worker", metrics.registry, settings.host, ops_port(9102), checks=("partitions", "tables"))
+    app = make_app(settings, metrics, ops, loglevel)
+    # In JSON mode every stdout line must be a JSON object: Faust's banner and spinner would break log parsers.
+    quiet = ["--quiet"] if logs.log_format() == "json" else []
+    sys.argv = ["hazardwatch-worker", *quiet, "worker", "--loglevel", loglevel, "--without-web"]
     app.main()
     return 0

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from alerts.console.board import AlertBoard
 from alerts.console.users import (
@@ -31,6 +32,8 @@ from alerts.console.users import (
     check_login,
 )
 from alerts.model import CATEGORIES, COMMANDS, SOURCE_COMMANDS, STATE_NAMES, TIER_NAMES, TIERS
+from hazardwatch.metrics import ConsoleMetrics
+from hazardwatch.ops import Ops
 from hazardwatch.registry import LEVEL_NAMES, Registry
 
 SendCommand = Callable[[dict[str, Any]], Awaitable[None]]
@@ -423,11 +426,46 @@ async def _headers(request: web.Request, resp: web.StreamResponse) -> None:
     resp.headers["Cache-Control"] = "no-store"
 
 
+def _ops_routes(app: web.Application, ops: Ops, metrics: ConsoleMetrics) -> None:
+    """/metrics, /healthz, /readyz without a session: probes and Prometheus carry no user's identity, and none of
+    the three reveals an alert or a reading (only counters by method and status)."""
+
+    @web.middleware
+    async def count(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                    ) -> web.StreamResponse:
+        try:
+            resp = await handler(request)
+        except web.HTTPException as exc:
+            metrics.requests.labels(request.method, str(exc.status)).inc()
+            raise
+        metrics.requests.labels(request.method, str(resp.status)).inc()
+        return resp
+
+    async def metrics_page(_: web.Request) -> web.Response:
+        return web.Response(body=ops.metrics(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def health(_: web.Request) -> web.Response:
+        code, body = ops.health()
+        return web.json_response(body, status=code)
+
+    async def ready(_: web.Request) -> web.Response:
+        code, body = ops.readiness()
+        return web.json_response(body, status=code)
+
+    app.middlewares.append(count)
+    app.router.add_get("/metrics", metrics_page)
+    app.router.add_get("/healthz", health)
+    app.router.add_get("/readyz", ready)
+
+
 def make_app(registry: Registry, users: Mapping[str, User], board: AlertBoard, send_command: SendCommand,
-             trend: Trend, now_ms: Callable[[], int], secure_cookies: bool) -> web.Application:
+             trend: Trend, now_ms: Callable[[], int], secure_cookies: bool, *, ops: Ops | None = None,
+             metrics: ConsoleMetrics | None = None) -> web.Application:
     c = Console(registry, users, board, send_command, trend, now_ms, secure_cookies)
     app = web.Application(client_max_size=64 * 1024)
     app.on_response_prepare.append(_headers)
+    if ops is not None:
+        _ops_routes(app, ops, metrics or ConsoleMetrics(ops.registry))
     app.router.add_get("/", c.page)
     app.router.add_get("/{name:console\\.(?:js|css)}", c.page)
     app.router.add_post("/login", c.login)

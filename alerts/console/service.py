@@ -25,7 +25,12 @@ from alerts.console.board import AlertBoard
 from alerts.console.users import load_users, users_path
 from alerts.model import ALERT_COMMANDS, ALERT_EVENTS
 from hazardwatch.config import ConfigError, Settings
+from hazardwatch.logs import get_logger
+from hazardwatch.metrics import ConsoleMetrics
+from hazardwatch.ops import Ops
 from hazardwatch.registry import Registry
+
+log = get_logger("console")
 
 MAX_TREND_POINTS = 600  # about one per pixel of the chart
 SEND_TIMEOUT_S = 10.0
@@ -99,19 +104,26 @@ async def run_console(settings: Settings, registry: Registry, host: str, port: i
             try:
                 board.apply(orjson.loads(msg.value))
             except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
-                print(f"console: skipped event at offset {msg.offset}: {type(exc).__name__}: {exc}", flush=True)
+                log.warning(f"console: skipped event at offset {msg.offset}: {type(exc).__name__}: {exc}")
 
+    metrics = ConsoleMetrics()
+    ops = Ops("console", metrics.registry, checks=("kafka",))
     await producer.start()
     await consumer.start()
+    ops.ready("kafka", True)
     feeder = asyncio.create_task(feed(), name="console-feed")
-    runner = web.AppRunner(make_app(registry, users, board, send_command, trend, now_ms, secure), shutdown_timeout=5)
+    beat = asyncio.create_task(ops.heartbeat(), name="console-heartbeat")
+    runner = web.AppRunner(make_app(registry, users, board, send_command, trend, now_ms, secure, ops=ops,
+                                    metrics=metrics), shutdown_timeout=5)
     try:
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
-        print(f"console: listening on http://{host}:{port}" + ("" if not secure else " (Secure cookies: serve via "
-                                                                "HTTPS)"), flush=True)
+        log.info(f"console: listening on http://{host}:{port}" + ("" if not secure else " (Secure cookies: serve "
+                                                                   "via HTTPS)"))
         await feeder  # runs until cancelled, or fails loudly if the event feed breaks
     finally:
+        ops.ready("kafka", False, "event feed stopped")
+        beat.cancel()
         feeder.cancel()
         await runner.cleanup()
         await consumer.stop()
