@@ -58,9 +58,24 @@ def _acl(args: argparse.Namespace) -> int:
     return 0
 
 
+def _storage(args: argparse.Namespace) -> int:
+    from hazardwatch.storage import ensure_storage, layout
+
+    s = load_settings()
+    lay = layout(s)
+    for line in ensure_storage(s):
+        print(f"storage: {line}")
+    forever = "forever"
+    print(f"storage: {lay.raw} raw {lay.raw_days or forever} d; {lay.stats} 5-min statistics "
+          f"{lay.stats_days or forever} d; {lay.alarms} alarm records {lay.alarm_days or forever} d")
+    return 0
+
+
 def _bridge(args: argparse.Namespace) -> int:
+    from hazardwatch import logs
     from ingest.bridge import run_bridge
 
+    logs.setup("bridge")
     return run_bridge(load_settings(), client_id=args.client_id)
 
 
@@ -94,9 +109,11 @@ def _console(args: argparse.Namespace) -> int:
     path = users.users_path(s.home)
     if args.action == "serve":
         from alerts.console.service import run_console
+        from hazardwatch import logs
 
+        logs.setup("console")
         users.load_users(path, reg)  # fail here, with the file's problems, not on the first login
-        asyncio.run(run_console(s, reg, args.host, args.port))
+        asyncio.run(run_console(s, reg, args.host or s.host, args.port))
         return 0
     if args.action == "init-users":
         if path.exists() and not args.force:
@@ -180,9 +197,8 @@ def _scenario(args: argparse.Namespace) -> int:
         print(f"hazardwatch: no scenario {unknown[0]!r}; choose one of: all, list, {', '.join(SCENARIOS)}",
               file=sys.stderr)
         return 2
-    from simulators.score import score
-
     from simulators.playback import play_engine
+    from simulators.score import score
 
     s = load_settings()
     reg = load_registry(s.registry_path)
@@ -230,12 +246,18 @@ def main(argv: list[str] | None = None) -> int:
     sp.set_defaults(fn=_services)
 
     sub.add_parser("topics", help="create the Kafka topics with their partition counts").set_defaults(fn=_topics)
+    sub.add_parser("storage", help="create the InfluxDB buckets with their retention and the 5-minute "
+                   "downsampling task").set_defaults(fn=_storage)
 
     sp = sub.add_parser("registry", help="validate a registry file and summarise it")
     sp.add_argument("path", nargs="?")
     sp.set_defaults(fn=_registry)
 
     sub.add_parser("mqtt-acl", help="print the per-enterprise Mosquitto ACL for the registry").set_defaults(fn=_acl)
+
+    from hazardwatch.grafana.cli import add_parser as add_grafana
+
+    add_grafana(sub)
 
     sp = sub.add_parser("bridge", help="run the MQTT -> Kafka ingest bridge")
     sp.add_argument("--client-id", default="hw-bridge-1")
@@ -272,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     sp = sub.add_parser("console", help="the duty console web app, and its users")
     sp.add_argument("action", choices=["serve", "init-users", "passwd"])
     sp.add_argument("user", nargs="?", help="for passwd: the user name")
-    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--host", help="address to bind (default HW_HOST, 127.0.0.1)")
     sp.add_argument("--port", type=int, default=8480)
     sp.add_argument("--force", action="store_true", help="init-users: replace an existing users file")
     sp.set_defaults(fn=_console)

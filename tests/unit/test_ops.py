@@ -109,7 +109,7 @@ def test_bad_settings_name_the_variable_and_the_fix(monkeypatch):
         layout(load_settings())
     monkeypatch.setenv("HW_INFLUX_RAW_DAYS", "0")  # 0 = keep forever, always allowed
     monkeypatch.setenv("HW_INFLUX_ALARM_DAYS", "365")
-    with pytest.raises(ConfigError, match="HW_INFLUX_ALARM_DAYS.*730"):
+    with pytest.raises(ConfigError, match=r"HW_INFLUX_ALARM_DAYS.*730"):
         layout(load_settings())
 
 
