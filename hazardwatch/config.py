@@ -72,6 +72,7 @@ class Settings:
     registry_path: Path
     topic_prefix: str
     partitions: int
+    replication_factor: int
     influx_org: str
     influx_bucket: str
     app_id: str
@@ -167,6 +168,8 @@ def load_settings() -> Settings:
         registry_path=registry,
         topic_prefix=prefix,
         partitions=_env_int("HW_PARTITIONS", 4, 1, 256),
+        # 1 on one broker (here, compose); 3 on a Strimzi cluster, so losing a broker loses no reading.
+        replication_factor=_env_int("HW_REPLICATION_FACTOR", 1, 1, 7),
         influx_org=_env_str("HW_INFLUX_ORG", "hazardwatch"),
         influx_bucket=_env_str("HW_INFLUX_BUCKET", "hazardwatch"),
         app_id=_env_str("HW_APP_ID", "hazardwatch"),

@@ -16,7 +16,8 @@ async def ensure_topics(settings: Settings) -> list[str]:
     try:
         specs = topic_specs(settings)
         existing = set(await admin.list_topics())
-        missing = [NewTopic(name, p, 1, topic_configs=cfg) for name, (p, cfg) in specs.items() if name not in existing]
+        rf = settings.replication_factor
+        missing = [NewTopic(name, p, rf, topic_configs=cfg) for name, (p, cfg) in specs.items() if name not in existing]
         if missing:
             await admin.create_topics(missing)
             out += [f"created {t.name} ({t.num_partitions} partitions)" for t in missing]

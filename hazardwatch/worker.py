@@ -118,6 +118,7 @@ def make_app(settings: Settings, metrics: WorkerMetrics | None = None, ops: Ops 
         store="memory://",
         datadir=str(settings.home / "faust"),
         topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,  # table changelogs survive a broker like the rest
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=settings.commit_interval_s,
         broker_session_timeout=6.0,

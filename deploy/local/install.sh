@@ -69,4 +69,10 @@ s = load_settings()
 Kafka().install(s)
 InfluxDB().install(s)
 PY
+# 4. Offline validators for deploy/ (tests/unit/test_manifests.py, test_deploy_config.py), cached under HW_CACHE:
+#    compose-go (docker compose's loader) and kustomize from the Go module proxy, Strimzi's CRDs from Maven Central.
+say "deploy validators (compose-go, kustomize, Strimzi CRDs; cached)"
+bash deploy/local/compose-validate.sh --install-only
+bash deploy/k8s/tools/kustomize.sh --install-only
+bash deploy/k8s/tools/strimzi-crds.sh >/dev/null
 say "done in $((SECONDS - t0))s (root $root)"

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+from importlib.metadata import version
 
+import pytest
 import yaml
 
 from hazardwatch import services
 from hazardwatch.config import PROJECT_ROOT, ConfigError, load_settings
+from hazardwatch.grafana import GRAFANA_VERSION
 from hazardwatch.influx import LineProtocol
 from hazardwatch.model import ReadingBatch
 
 DEPLOY = PROJECT_ROOT / "deploy"
+COMPOSE = DEPLOY / "docker-compose.yml"
+APP_SERVICES = ("init", "bridge", "worker", "console")
+OPS = {"bridge": "http://127.0.0.1:9101/readyz", "worker": "http://127.0.0.1:9102/readyz",
+       "console": "http://127.0.0.1:8480/healthz"}
 
 
 def test_shipped_acl_matches_the_example_registry(settings):
@@ -33,7 +42,8 @@ def test_compose_pins_the_versions_the_local_scripts_run():
     assert images["kafka"] == f"apache/kafka:{services.KAFKA_VERSION}"
     assert images["influxdb"] == f"influxdb:{services.INFLUXDB_VERSION.lstrip('v')}"
     assert re.fullmatch(r"eclipse-mosquitto:\d+\.\d+\.\d+", images["mosquitto"])
-    assert re.fullmatch(r"grafana/grafana-oss:\d+\.\d+\.\d+", images["grafana"])
+    assert images["grafana"] == f"grafana/grafana-oss:{GRAFANA_VERSION}"
+    assert {images[s] for s in (*APP_SERVICES, "simulator")} == {f"hazardwatch:{version('hazardwatch')}"}
     assert compose["services"]["kafka"]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
 
 
@@ -70,3 +80,73 @@ def test_local_dev_acl_keeps_enterprises_inside_their_own_prefix(settings, regis
     for e in registry.enterprises.values():
         assert f"user {e.mqtt_user}\ntopic write hwt/+/{e.id}/#" in dev
     assert "topic write hw/" not in dev
+
+
+# ---- docker-compose: loaded as `docker compose config` loads it, and checked against the contract ----------------
+def compose_validate(*args: str) -> subprocess.CompletedProcess[str]:
+    """deploy/local/compose-validate.sh: compose-go, the loader of the docker compose CLI (built once, cached)."""
+    proc = subprocess.run(["bash", str(DEPLOY / "local" / "compose-validate.sh"), "-f", str(COMPOSE), *args],
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode == 3:  # the script's "Go is missing" exit
+        pytest.skip(proc.stderr.strip())
+    return proc
+
+
+@pytest.mark.parametrize("profile", [[], ["--profile", "demo"]], ids=["default", "demo"])
+def test_compose_file_is_valid_for_docker_compose(profile):
+    proc = compose_validate("--env-file", str(DEPLOY / "compose" / "env.example"), "--json", *profile)
+    assert proc.returncode == 0, proc.stderr
+    project = json.loads(proc.stdout)
+    assert ("simulator" in project["services"]) == bool(profile)
+    for name in APP_SERVICES:  # anchors and merges resolved as compose resolves them
+        env = project["services"][name]["environment"]
+        assert env["HW_HOST"] == "0.0.0.0" and env["HW_LOG_FORMAT"] == "json", name
+
+
+def test_compose_refuses_to_start_without_the_secrets():
+    proc = compose_validate()  # no env file: every ${VAR:?} must stop it, naming the variable
+    assert proc.returncode == 1
+    for var in ("HW_INFLUX_TOKEN", "HW_INFLUX_ADMIN_PASSWORD", "HW_GRAFANA_ADMIN_PASSWORD", "HW_MQTT_PASSWORD_E01"):
+        assert f"required variable {var} is missing" in proc.stderr
+
+
+def _compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())["services"]
+
+
+def test_compose_health_checks_every_long_running_service():
+    for name, svc in _compose().items():
+        if name in ("init", "simulator"):  # one-shot, and the demo load generator
+            continue
+        test = svc["healthcheck"]["test"]
+        assert "curl" not in " ".join(test), f"{name}: the images have no curl"
+        if name in OPS:
+            assert test[:3] == ["CMD", "python", "-c"] and OPS[name] in test[3], name
+
+
+def test_compose_init_runs_topics_then_storage_before_the_app():
+    svc = _compose()
+    assert svc["init"]["command"] == ["hazardwatch topics && hazardwatch storage"]
+    for name in ("bridge", "worker", "console"):
+        assert svc[name]["depends_on"]["init"] == {"condition": "service_completed_successfully"}
+    assert svc["console"]["command"] == ["console", "serve", "--port", "8480"]
+
+
+def test_compose_grafana_gets_the_rendered_provisioning_and_the_token():
+    grafana = _compose()["grafana"]
+    assert "./grafana/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
+    assert "./grafana/dashboards:/var/lib/grafana/dashboards:ro" in grafana["volumes"]
+    assert grafana["environment"]["HW_INFLUX_TOKEN"].startswith("${HW_INFLUX_TOKEN:?")
+
+
+def test_compose_secrets_come_only_from_the_env_file_and_cover_every_mqtt_user(settings):
+    for name, svc in _compose().items():
+        for var, value in (svc.get("environment") or {}).items():
+            if re.search(r"PASSWORD|TOKEN", var):
+                assert re.fullmatch(r"\$\{\w+:\?[^}]+\}", str(value)), f"{name}.{var} must come from the env file"
+        assert "env_file" not in svc, f"{name}: pass only the variables it needs"
+    users = [u.split()[0] for u in services.render_acl(settings).split("user ")[1:]]
+    wanted = {f"HW_MQTT_PASSWORD_{u.upper().replace('-', '_')}" for u in users}
+    assert set(_compose()["mosquitto"]["environment"]) == wanted
+    example = (DEPLOY / "compose" / "env.example").read_text()
+    assert all(f"\n{var}=" in example for var in wanted)
