@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import socket
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from alerts.console.users import init_users
 from hazardwatch.registry import load_registry
 from hazardwatch.storage import alarm_bucket
+from tests.probe import get, scrape
 from tests.receivers import SECRETS, Receivers
 
 pytestmark = pytest.mark.integration
@@ -26,22 +25,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-def scrape(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """{(sample name, sorted labels): value} of one /metrics page."""
-    code, body = get(f"{base}/metrics")
-    assert code == 200
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for fam in text_string_to_metric_families(body.decode()) for s in fam.samples}
 
 
 def total(m: dict, name: str, **labels: str) -> float:

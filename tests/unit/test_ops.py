@@ -6,12 +6,9 @@ import io
 import logging
 import logging.config
 import time
-import urllib.error
-import urllib.request
 
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from hazardwatch import logs
 from hazardwatch.config import ConfigError, load_settings, ops_port
@@ -19,14 +16,7 @@ from hazardwatch.influx import LineProtocol
 from hazardwatch.metrics import BridgeMetrics
 from hazardwatch.ops import Ops
 from hazardwatch.storage import downsample_flux, layout
-
-
-def get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+from tests.probe import get, samples
 
 
 @pytest.fixture()
@@ -72,11 +62,10 @@ def test_metrics_page_is_prometheus_text_with_the_counters_moved(served):
     m.batch_readings.observe(120)
     code, body = get(f"{url}/metrics")
     assert code == 200
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for fam in text_string_to_metric_families(body.decode()) for s in fam.samples}
-    assert samples[("hw_readings_in_total", (("enterprise", "E01"),))] == 7
-    assert samples[("hw_dead_letters_total", (("reason", "malformed_json"),))] == 1
-    assert samples[("hw_bridge_batch_readings_sum", ())] == 120
+    got = samples(body.decode())
+    assert got[("hw_readings_in_total", (("enterprise", "E01"),))] == 7
+    assert got[("hw_dead_letters_total", (("reason", "malformed_json"),))] == 1
+    assert got[("hw_bridge_batch_readings_sum", ())] == 120
     assert get(f"{url}/nothing")[0] == 404
 
 
