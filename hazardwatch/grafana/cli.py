@@ -1,4 +1,4 @@
-"""Entry points for ``hazardwatch grafana render|provision`` (wired into hazardwatch/cli.py by the lead).
+"""Entry points for ``hazardwatch grafana render|provision`` (hazardwatch/cli.py adds them with add_parser).
 
     render_cmd(args)     args.out (default deploy/grafana), args.influx_url (optional)
     provision_cmd(args)  args.url (optional; else HW_GRAFANA_URL, else http://127.0.0.1:3000),
