@@ -216,8 +216,8 @@ def install(app: faust.App, settings: Settings, registry: Registry, detections: 
     async def history(stream: faust.StreamT) -> None:
         await writer.ensure_started()
         async for events in stream.noack_take(500, within=0.2):
-            await writer.write(lp.alert_events([orjson.loads(e.value) for e in events]), bucket, "alert_event",
-                               WritePrecision.NS)
+            await writer.write(lp.alert_events([orjson.loads(e.value) for e in events]), len(events), bucket,
+                               "alert_event", WritePrecision.NS)
             for e in events:
                 await stream.ack(e)
 

@@ -595,7 +595,7 @@ async def _influx_writes(s: Settings, bodies: list[str], per_body: int, seconds:
     try:
         t0 = time.perf_counter()
         for body in bodies:  # one write at a time, awaited, as the store agent does
-            await w.write(body)
+            await w.write(body, per_body)
             n += per_body
             if time.perf_counter() - t0 > seconds:
                 break

@@ -17,7 +17,6 @@ import functools
 import os
 import sys
 import time
-import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -92,9 +91,8 @@ def fatal_on_error(fn: Callable[[faust.StreamT], Awaitable[None]]) -> Callable[[
             raise
         except Exception:
             log.critical(f"worker: FATAL in agent {fn.__name__}; exiting (code 70) so the supervisor restarts the "
-                         f"worker", exc_info=True)
-            traceback.print_exc()
-            sys.stderr.flush()
+                         f"worker", exc_info=True)  # the traceback goes with it, as one (JSON) record
+            sys.stdout.flush()
             os._exit(70)
 
     return run
@@ -197,7 +195,8 @@ def make_app(settings: Settings, metrics: WorkerMetrics | None = None, ops: Ops 
     async def store(stream: faust.StreamT) -> None:
         await writer.ensure_started()
         async for events in stream.noack_take(settings.batch_max, within=settings.batch_within_s):
-            await writer.write(lp.readings([ReadingBatch.decode(e.value) for e in events]))
+            batches = [ReadingBatch.decode(e.value) for e in events]
+            await writer.write(lp.readings(batches), sum(len(b) for b in batches))
             for e in events:
                 await stream.ack(e)
 
@@ -234,7 +233,7 @@ def make_app(settings: Settings, metrics: WorkerMetrics | None = None, ops: Ops 
     async def archive(stream: faust.StreamT) -> None:
         await writer.ensure_started()
         async for events in stream.noack_take(500, within=0.2):
-            await writer.write(lp.alerts([orjson.loads(e.value) for e in events]), alarms_bucket, "alert")
+            await writer.write(lp.alerts([orjson.loads(e.value) for e in events]), len(events), alarms_bucket, "alert")
             for e in events:
                 await stream.ack(e)
 

@@ -49,11 +49,12 @@ def test_every_dashboard_query_runs_on_pipeline_data_and_shows_the_alert(stack_f
     active = [r for r in latest.values() if r["source"] == "S01" and r["state"] in ("raise", "realarm", "rtn")]
 
     # A fresh round just before the queries: stale means older than 3 periods, and a gas detector's is 5 s.
+    # Readings are stored to the millisecond, so look for them from a millisecond before t_last.
     t_last = time.time()
     st.publish(gw, "E01/S01", {"ts": t_last, "readings": [{"s": s, "v": quiet(s)} for s in fresh]})
     st.wait_for("fresh round stored", lambda: st.flux(
         f'from(bucket: "{st.s.influx_bucket}") |> range(start: -1m) |> filter(fn: (r) => r._field == "v" and '
-        f'r._time >= time(v: {int(t_last * 1e9)}))'), timeout=10, every=0.2)
+        f'r._time >= time(v: {(int(t_last * 1000) - 1) * 1_000_000}))'), timeout=10, every=0.2)
     subs = {"v.timeRangeStart": _iso(now - 3600), "v.timeRangeStop": _iso(time.time() + 60),
             "v.windowPeriod": "10s", "${source}": "S01", "${kind}": "level"}
     results = {}
